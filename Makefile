@@ -1,0 +1,43 @@
+# cello1: the two commands of the README are `make reproduce` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch lies on these machines' disk; an unpinned torch pulls a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+export HF_HUB_OFFLINE ?= 1
+export MPLBACKEND ?= Agg
+
+.PHONY: install test test-nbs test-py reproduce bench export clean-nbs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python setup.py settings.ini
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install test-nbs test-py
+
+test-nbs: install
+	$(BIN)/nbdev_test --n_workers 2
+
+test-py: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests
+
+reproduce: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cello1 reproduce --profile embedded
+
+bench: install
+	$(BIN)/cello1 bench topgenes
+
+# Developer helpers: regenerate cello1/ from the notebooks and strip notebook noise before committing.
+export: install
+	$(BIN)/nbdev_export
+
+clean-nbs: install
+	$(BIN)/nbdev_clean

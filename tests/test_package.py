@@ -1,0 +1,47 @@
+"""Packaging, the benchmark command and the reproduce pipeline, as a user runs them."""
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import ROOT, cello1
+
+
+def test_wheel_builds_with_entry_point(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True)
+    wheel = next(tmp_path.glob("cello1-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        assert {"cello1/puzzles.py", "cello1/data.py", "cello1/cli.py"} <= set(names)
+        ep = next(n for n in names if n.endswith("entry_points.txt"))
+        assert "cello1 = cello1.cli:main" in z.read(ep).decode()
+
+
+def test_module_is_what_the_notebooks_export(tmp_path):
+    "cello1/ must be exactly what nbdev_export writes from nbs/."
+    before = {p.name: p.read_text() for p in (ROOT / "cello1").glob("*.py")}
+    subprocess.run([str(Path(sys.executable).parent / "nbdev_export")], cwd=ROOT, check=True, capture_output=True)
+    after = {p.name: p.read_text() for p in (ROOT / "cello1").glob("*.py")}
+    assert after == before
+
+
+def test_bench_topgenes_small(tmp_path):
+    p = cello1("bench", "topgenes", "--cells", "4000", "--genes", "3000", "--nnz", "300", "--loop-cells", "300",
+               "--json", tmp_path / "b.json")
+    assert "speed-up vs loop:" in p.stdout and "ratio to floor:" in p.stdout
+    r = json.loads((tmp_path / "b.json").read_text())
+    assert r["agree"] is True and r["cells"] == 4000
+    assert r["speedup_vs_loop"] > 1  # not a timing target (that lives in the full benchmark), a sanity check
+
+
+def test_reproduce_embedded(tmp_path):
+    cello1("reproduce", "--profile", "embedded", "--results", tmp_path / "results", "--figures", tmp_path / "figures",
+           cwd=ROOT)
+    assert (tmp_path / "results" / "embedded" / "test.jsonl").exists()
+    assert (tmp_path / "results" / "fig3_data_distribution.ipynb").exists()
+    for ext in ("png", "pdf", "csv"):
+        assert (tmp_path / "figures" / f"fig3_data_distribution.{ext}").stat().st_size > 0
+    readme = (tmp_path / "results" / "README.md").read_text()
+    assert "fig3_data_distribution" in readme
