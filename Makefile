@@ -14,9 +14,12 @@ export MPLBACKEND ?= Agg
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# pip's "Location ... is ignored" lines (an extra local index without every package) are filtered out.
+PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+
 $(VENV)/.installed: $(BIN)/python setup.py settings.ini
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	set -o pipefail; $(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(PIP_QUIET)
+	set -o pipefail; $(BIN)/python -m pip install -q -e ".[$(EXTRAS)]" $(PIP_QUIET)
 	touch $@
 
 install: $(VENV)/.installed
