@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # A CPU build of torch lies on these machines' disk; an unpinned torch pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev
+# make test needs the training and serving stacks: the tests run a real server and real (tiny) training on CPU.
+EXTRAS ?= dev,train,api,serve
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
