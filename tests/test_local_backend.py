@@ -34,3 +34,17 @@ def test_hungarian_repair_is_one_to_one(tiny, tmp_path):
     api = cello1("predict", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "x", "--puzzles", tiny["test"],
                  "--repair", "hungarian", "--out", tmp_path / "x.jsonl", check=False)
     assert api.returncode == 2 and "needs --backend transformers" in api.stderr
+
+
+def test_eval_response_length_with_a_real_tokenizer(tiny, embedded_build, tmp_path):
+    cello1("solve", "--puzzles", embedded_build / "test.jsonl", "--solver", "marker", "--out", tmp_path / "p.jsonl")
+    cello1("eval", "--predictions", tmp_path / "p.jsonl", "--tokenizer", tiny["model"], "--out", tmp_path / "tok.json")
+    cello1("eval", "--predictions", tmp_path / "p.jsonl", "--out", tmp_path / "ws.json")
+    tok, ws = (json.loads((tmp_path / f).read_text()) for f in ("tok.json", "ws.json"))
+    assert tok["tokenizer"] == str(tiny["model"]) and ws["tokenizer"] == "whitespace"
+    from transformers import AutoTokenizer
+    t = AutoTokenizer.from_pretrained(tiny["model"])
+    expect = sum(len(t.encode(r["prediction"], add_special_tokens=False)) for r in read_jsonl(tmp_path / "p.jsonl")) / tok["n_batches"]
+    assert tok["response_length"] == pytest.approx(expect) and tok["response_length"] > ws["response_length"]
+    bad = cello1("eval", "--predictions", tmp_path / "p.jsonl", "--tokenizer", tmp_path / "nope", check=False)
+    assert bad.returncode == 2 and "could not load tokenizer" in bad.stderr
