@@ -67,7 +67,7 @@ def test_trl_conversational_and_verl_call_conventions():
     assert trl_batch_reward(conv, answer=[g, g], prompts=["p", "p"]) == [1.0, -1.0]
     out = compute_score(data_source="cellpuzzles", solution_str=respond(["B cell", "T cell"]), ground_truth=g,
                         extra_info={"index": 3}, reward="dense")
-    assert out == {"score": 0.0, "cell_acc": 0.0, "batch_acc": 0.0, "uniqueness": 1.0, "format": 1.0}
+    assert out == {"score": 0.0, "acc": 0.0, "cell_acc": 0.0, "batch_acc": 0.0, "uniqueness": 1.0, "format": 1.0}
 
 
 def test_evaluate_aggregates_and_intervals():
