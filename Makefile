@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # A CPU build of torch lies on these machines' disk; an unpinned torch pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-# make test needs the training and serving stacks: the tests run a real server and real (tiny) training on CPU.
-EXTRAS ?= dev,train,api,serve
+# make test needs the training, serving and cluster stacks: the tests run a real server, real (tiny) training on CPU
+# and submitit jobs on its local executor.
+EXTRAS ?= dev,train,api,serve,cluster
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 

@@ -62,3 +62,14 @@ def test_parquet_and_json_array(shared_sample, tmp_path):
 def test_parse_errors_are_clear():
     with pytest.raises(InputError, match="must start with 'Context:'"):
         parse_user_msg("Cells: nothing")
+
+
+def test_public_reasoning_split_as_sft_data(shared_sample):
+    from cello1.sft import load_sft_examples
+    ex = load_sft_examples(shared_sample / "reasoning_sample.jsonl")
+    assert len(ex) == 15
+    for e in ex:
+        roles = [m["role"] for m in e["messages"]]
+        assert roles == ["system", "user", "assistant"] and e["messages"][2]["content"].startswith("<think>")
+    answer_only = load_sft_examples(shared_sample / "test_sample.jsonl", target="answer")
+    assert all(e["messages"][2]["content"].startswith("<think>\n</think>\n<answer>") for e in answer_only)

@@ -90,6 +90,7 @@ def test_verl_dry_run_script(tiny, tmp_path):
     assert "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script and "nodes_array=($nodes)" in script
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     assert "reward.custom_reward_function.path=" in " ".join(r["command"]) and "VERL_FILE_LOGGER_PATH" in script
+    assert script.rstrip().splitlines()[-1].startswith("python3 -c") and "verl_dynamics" in script  # metrics -> shared schema
     import pandas as pd
     df = pd.read_parquet(tmp_path / "v" / "data" / "train.parquet")
     assert set(df.columns) >= {"data_source", "prompt", "reward_model", "extra_info"} and len(df) == len(read_jsonl(tiny["train"]))
