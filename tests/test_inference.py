@@ -54,7 +54,7 @@ def test_predict_batch_real_server_and_resume(server, tiny, proxy, tmp_path):
 def test_retries_on_429_5xx_and_drops(server, tiny, proxy, tmp_path):
     from cello1.inference import OpenAIBackend, SamplingConfig, predict
     proxy.plan = ["429", "ok", "500", "drop", "ok", "503", "ok"]
-    backend = OpenAIBackend(server["model"], proxy.url, backoff=0.01, concurrency=2)
+    backend = OpenAIBackend(server["model"], proxy.url, backoff=0.01, concurrency=1, max_retries=8)  # one at a time: a deterministic fault order
     s = predict(tiny["test"], backend, tmp_path / "p.jsonl", cfg=SamplingConfig(max_tokens=16), progress=False)
     n = len(read_jsonl(tiny["test"]))
     assert not s["failed"] and s["stored"] == n and s["retries"] >= 3

@@ -56,8 +56,9 @@ def test_merged_model_loads_and_generates(sft_run, tiny, tmp_path):
 def test_trl_grpo_logs_rewards_and_changes_weights(sft_run, tiny, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
-    out = tmp_path / "grpo"
-    cello1("grpo", "--engine", "trl", "--preset", "tiny", "--model", sft_run / "merged", "--data", tiny["train"], "--val", tiny["test"], "--out", out)
+    out, val = tmp_path / "grpo", tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps(r) + "\n" for r in read_jsonl(tiny["test"])[:2]))
+    cello1("grpo", "--engine", "trl", "--preset", "tiny", "--model", sft_run / "merged", "--data", tiny["train"], "--val", val, "--out", out)
     rows = read_jsonl(out / "dynamics.jsonl")
     train = [r for r in rows if "reward" in r]
     assert len(train) == 3 and all(-1 <= r["reward"] <= 1 and r["response_length"] > 0 for r in train)
