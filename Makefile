@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 # make test needs the training, serving and cluster stacks: the tests run a real server, real (tiny) training on CPU
 # and submitit jobs on its local executor.
-EXTRAS ?= dev,train,api,serve,cluster
+EXTRAS ?= dev,train,api,serve,cluster,census
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 

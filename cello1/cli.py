@@ -17,10 +17,19 @@ __all__ = ['parser', 'main']
 # %% ../nbs/13_cli.ipynb #7aa9c534
 def _build_parser(sub):
     "Options of `cello1 build`."
-    p = sub.add_parser("build", help="build CellPuzzles from h5ad files or the embedded real data")
+    p = sub.add_parser("build", help="build CellPuzzles from h5ad files, the CELLxGENE Census, or the embedded real data")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--embedded", action="store_true", help="scanpy's bundled pbmc68k_reduced (one donor, 10 types)")
     src.add_argument("--h5ad", nargs="+", metavar="FILE", help="h5ad files in the CELLxGENE schema, one dataset each")
+    src.add_argument("--census", action="store_true", help="stream cells from the CELLxGENE Census (cellxgene-census / tiledbsoma)")
+    p.add_argument("--census-version", help="Census release (default: the stable one)")
+    p.add_argument("--census-uri", help="a local or mirrored Census copy (opened instead of a release)")
+    p.add_argument("--obs-filter", help='SOMA value filter, e.g. "tissue_general == \'lung\' and is_primary_data == True"')
+    p.add_argument("--datasets", nargs="+", metavar="ID", help="Census dataset ids to build from (default: all matching the filter)")
+    p.add_argument("--organism", default="homo_sapiens")
+    p.add_argument("--chunk-cells", type=int, default=4096, help="cells per Census read (bounds memory)")
+    p.add_argument("--cell-repr", choices=("cell", "centroid", "de"), default="cell",
+                   help="a cell (paper), the per-donor centroid of its type, or the type's DE genes")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--top-genes", type=int, default=50)
     p.add_argument("--min-n", type=int, default=None, help="fewest cells per batch (default 8)")
@@ -33,26 +42,39 @@ def _build_parser(sub):
     p.add_argument("--unseen-disease", nargs="+", default=[], metavar="NAME", help="diseases moved whole into unseen.jsonl")
     p.add_argument("--candidate-order", choices=("shuffled", "sorted"), default="shuffled")
     p.add_argument("--batch-key", default="batch", help="obs column of the experimental batch (if present)")
+    _slurm_args(p)
     p.set_defaults(func=_build)
 
 def _build(a) -> int:
     "Run `cello1 build`."
     from cello1.puzzles import BuildConfig, build_embedded, build_from_files
     opts = dict(top_genes=a.top_genes, per_n=a.per_n, seed=a.seed, test_size=a.test_size, split_by=a.split_by,
-                unseen_diseases=tuple(a.unseen_disease), candidate_order=a.candidate_order, batch_key=a.batch_key)
+                unseen_diseases=tuple(a.unseen_disease), candidate_order=a.candidate_order, batch_key=a.batch_key, cell_repr=a.cell_repr)
     opts.update({k: v for k, v in dict(min_n=a.min_n, max_n=a.max_n, test_frac=a.test_frac).items() if v is not None})
     try: cfg = BuildConfig.embedded(**opts) if a.embedded else BuildConfig.paper(**opts)
     except ValueError as e: raise InputError("cello1 build", f"bad option: {e}") from e
-    m = build_embedded(cfg, a.out) if a.embedded else build_from_files(a.h5ad, cfg, a.out)
+    if a.census: m = _build_census(a, cfg)
+    else: m = build_embedded(cfg, a.out) if a.embedded else build_from_files(a.h5ad, cfg, a.out)
     print(json.dumps(dict(out=a.out, counts=m["counts"], leakage=m["leakage"], notes=m["notes"]), indent=1))
     return 0
+
+def _build_census(a, cfg) -> dict:
+    "`cello1 build --census`: per-dataset parts, here or as a submitit job array (--slurm / --executor local)."
+    from dataclasses import replace
+    from cello1.cluster import make_executor
+    from cello1.puzzles import build_census
+    slurm = _slurm_config(a, a.out, nodes=1, gpus=0)
+    executor = None if slurm is None else make_executor(replace(slurm, cpus_per_task=8))
+    return build_census(cfg, a.out, census_version=a.census_version, uri=a.census_uri, obs_filter=a.obs_filter, datasets=a.datasets,
+                        organism=a.organism, chunk_cells=a.chunk_cells, executor=executor)
 
 # %% ../nbs/13_cli.ipynb #e29d698c
 def _solve_parser(sub):
     "Options of `cello1 solve`."
-    p = sub.add_parser("solve", help="answer puzzles with a baseline solver (random, marker, reference)")
+    p = sub.add_parser("solve", help="answer puzzles with a baseline solver (random, marker, marker-open, reference)")
     p.add_argument("--puzzles", required=True, help="CellPuzzles file (.jsonl/.json/.parquet) or directory (test split)")
-    p.add_argument("--solver", required=True, choices=("random", "marker", "reference"))
+    p.add_argument("--solver", required=True, choices=("random", "marker", "marker-open", "reference"),
+                   help="marker-open: open-ended, picks among all Cell Ontology types (no candidate list)")
     p.add_argument("--train", help="training puzzles for --solver reference")
     p.add_argument("--cross-validate", choices=("donor", "context"), help="reference only: train on the other groups of --puzzles")
     p.add_argument("--independent", action="store_true", help="per-cell argmax instead of the one-to-one assignment")
@@ -263,21 +285,57 @@ def _bench_topgenes(a) -> int:
     if a.json: open(a.json, "w").write(json.dumps(r, indent=1))
     return 0 if r["agree"] else 1
 
+# %% ../nbs/13_cli.ipynb #96a6d84d
+def _annotate_parser(sub):
+    "Options of `cello1 annotate`."
+    p = sub.add_parser("annotate", help="label the clusters of your own h5ad with candidate cell types (at most one cluster per label)")
+    p.add_argument("file", help="h5ad file with a clustering in obs")
+    p.add_argument("--groupby", required=True, help="obs column of the clusters, e.g. leiden")
+    p.add_argument("--candidates", help="labels separated by commas (a comma followed by a space stays inside a label)")
+    p.add_argument("--candidates-file", help="labels, one per line")
+    p.add_argument("--backend", default="marker", choices=("marker", "reference", "random", "openai", "transformers", "vllm"))
+    p.add_argument("--model", help="model name (openai) or local directory / hub name (transformers, vllm)")
+    p.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--train", help="training puzzles for --backend reference")
+    p.add_argument("--repr", choices=("centroid", "de"), default="centroid", help="a cluster's genes: its centroid's top genes or its top DE genes")
+    p.add_argument("--n-genes", type=int, default=50)
+    p.add_argument("--layer", help="matrix to summarise: 'X' or a layers key (default raw.X, else layers['counts'], else X)")
+    p.add_argument("--context", help="donor context sentence (default: from the obs fields all cells share)")
+    p.add_argument("--key-added", default="cello1_label", help="obs column and uns key of the result")
+    p.add_argument("--max-tokens", type=int, default=4096); p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output h5ad")
+    p.set_defaults(func=_annotate)
+
+def _annotate(a) -> int:
+    "Run `cello1 annotate`."
+    from cello1.annotation import annotate_file, parse_candidates
+    from cello1.inference import SamplingConfig
+    cands = parse_candidates(a.candidates, a.candidates_file)
+    s = annotate_file(a.file, a.out, a.groupby, cands, backend=a.backend, model=a.model, base_url=a.base_url, train=a.train,
+                      repr=a.repr, n_genes=a.n_genes, layer=a.layer, context=a.context, key_added=a.key_added, seed=a.seed,
+                      sampling=SamplingConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed))
+    print(json.dumps(s, indent=1))
+    return 0
+
 # %% ../nbs/13_cli.ipynb #183311c0
 def _reproduce_parser(sub):
     "Options of `cello1 reproduce`."
-    p = sub.add_parser("reproduce", help="build the data and execute every paper notebook with papermill")
+    p = sub.add_parser("reproduce", help="build the data, run what runs on CPU, execute every paper notebook with papermill")
     p.add_argument("--profile", choices=("embedded", "paper"), default="embedded")
     p.add_argument("--data", help="CellPuzzles directory (required for --profile paper)")
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", default="results", help="results directory: predictions/, training/ (yours are used, never overwritten)")
     p.add_argument("--figures", default="figures")
     p.add_argument("--only", nargs="+", help="notebook names (stems) to run")
+    p.add_argument("--preset", choices=("embedded", "smoke", "paper"), help="CPU stage (default: the profile's; smoke = the tests' smallest)")
+    p.add_argument("--no-cpu", action="store_true", help="skip the CPU stage: render the notebooks from the result files as they are")
+    p.add_argument("--jobs", type=int, default=2, help="notebooks executed at a time")
     p.set_defaults(func=_reproduce)
 
 def _reproduce(a) -> int:
     "Run `cello1 reproduce`."
     from cello1.reproduce import reproduce
-    for out in reproduce(a.profile, a.data, a.results, a.figures, only=a.only): print(out)
+    for out in reproduce(a.profile, a.data, a.results, a.figures, only=a.only, preset=a.preset, cpu=not a.no_cpu, jobs=a.jobs): print(out)
     return 0
 
 # %% ../nbs/13_cli.ipynb #39b79508
@@ -286,7 +344,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cello1", description="Cell-o1 reproduction: CellPuzzles, scoring, training, paper.")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_build_parser, _solve_parser, _eval_parser, _predict_parser, _distill_parser, _sft_parser, _grpo_parser,
-                _merge_parser, _bench_parser, _reproduce_parser): add(sub)
+                _merge_parser, _bench_parser, _annotate_parser, _reproduce_parser): add(sub)
     return p
 
 def main(argv=None) -> int:

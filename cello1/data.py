@@ -5,18 +5,24 @@
 # %% ../nbs/00_data.ipynb #e33757c9
 from __future__ import annotations
 
+import re
 import warnings
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from tqdm import tqdm
 
 # %% auto #0
 __all__ = ['REQUIRED_OBS', 'MISSING_VALUES', 'PBMC68K_CELL_TYPES', 'PBMC68K_DONOR', 'InputError', 'warn_input', 'read_h5ad',
            'is_missing', 'missing_mask', 'check_obs', 'expression_source', 'gene_symbols', 'pbmc68k_counts',
-           'load_embedded']
+           'load_embedded', 'RowReader', 'anndata_reader', 'write_local_census', 'census_where', 'open_census',
+           'census_experiment', 'and_filters', 'census_obs', 'census_dataset_counts', 'census_reader']
 
 # %% ../nbs/00_data.ipynb #4b34cc4d
 class InputError(ValueError):
@@ -132,3 +138,122 @@ def load_embedded() -> "ad.AnnData":
     out.obsm["X_umap"] = np.asarray(pbmc.obsm["X_umap"])
     out.uns["title"] = "pbmc68k_reduced (scanpy) in the CELLxGENE schema: raw UMI counts, 765 HVGs"
     return out
+
+# %% ../nbs/00_data.ipynb #f32e679f
+def _as_csr(block) -> sp.csr_matrix:
+    "Any row block (sparse or dense) as CSR."
+    return block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+
+@dataclass
+class RowReader:
+    "Reads given rows of one dataset's count matrix in sorted chunks of at most `chunk` rows, counting the reads."
+    read: Callable  # sorted unique row positions -> CSR (rows x genes) in that order
+    names: np.ndarray  # gene symbol of each column
+    source: str
+    where: str  # which matrix: 'X', 'raw.X', "census X['raw']", ...
+    chunk: int = 16384
+    calls: int = 0
+    cells: int = 0
+    max_cells: int = 0
+
+    def chunks(self, rows, progress: bool = False, desc: str = "cells"):
+        "Yield (row positions, CSR) for each chunk of the sorted unique `rows`."
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        bar = tqdm(total=len(rows), desc=desc, unit="cell", disable=None if progress else True)
+        for c0 in range(0, len(rows), self.chunk):
+            part = rows[c0:c0 + self.chunk]
+            csr = self.read(part)
+            self.calls, self.cells, self.max_cells = self.calls + 1, self.cells + len(part), max(self.max_cells, len(part))
+            bar.update(len(part))
+            yield part, csr
+        bar.close()
+
+    def stats(self) -> dict:
+        "How many reads, how many cells in all, and the most cells in one read."
+        return dict(reads=self.calls, cells=self.cells, max_cells_per_read=self.max_cells, chunk=self.chunk)
+
+def anndata_reader(adata: "ad.AnnData", source, sink: list | None = None, chunk: int = 16384) -> RowReader:
+    "A `RowReader` over an AnnData's counts (`expression_source`) and gene symbols."
+    X, var, where = expression_source(adata)
+    return RowReader(lambda rows: _as_csr(X[rows]), gene_symbols(var, source, sink), str(source), where, chunk)
+
+# %% ../nbs/00_data.ipynb #f3627222
+def write_local_census(adata: "ad.AnnData", root, organism: str = "homo_sapiens") -> str:
+    "Write an AnnData (raw counts in X) as a local Census copy that `open_census(uri=root)` opens; returns `root`."
+    import tiledbsoma, tiledbsoma.io
+    root = str(root)
+    with tiledbsoma.Collection.create(root) as top:
+        data = top.add_new_collection("census_data")
+        uri = tiledbsoma.io.from_anndata(f"{root}/census_data/{organism}", adata, measurement_name="RNA", X_layer_name="raw")
+        with tiledbsoma.Experiment.open(uri) as exp: data.set(organism, exp, use_relative_uri=True)
+    return root
+
+# %% ../nbs/00_data.ipynb #16dadaae
+def census_where(uri=None, census_version=None) -> str:
+    "How a Census is named in messages and manifests."
+    return str(uri) if uri else f"CELLxGENE Census {census_version or 'stable'}"
+
+def open_census(uri=None, census_version=None):
+    "Open the CELLxGENE Census: a local/mirrored copy at `uri` if given, else the release `census_version`."
+    where = census_where(uri, census_version)
+    try: import cellxgene_census
+    except ImportError as e: raise InputError(where, "reading the Census needs `pip install cello1[census]` (cellxgene-census, tiledbsoma)") from e
+    if uri and not re.match(r"^[a-z][a-z0-9+.-]*://", str(uri)) and not Path(uri).is_dir():
+        raise InputError(uri, "no such directory (expected a local copy of the Census)")
+    try: return cellxgene_census.open_soma(uri=str(uri)) if uri else cellxgene_census.open_soma(census_version=census_version or "stable")
+    except Exception as e: raise InputError(where, f"could not open as a Census ({type(e).__name__}: {e})") from e
+
+def census_experiment(census, organism: str, where: str):
+    "The organism's experiment (`census_data/<organism>`)."
+    try: return census["census_data"][organism]
+    except KeyError as e: raise InputError(where, f"has no census_data/{organism} experiment") from e
+
+# %% ../nbs/00_data.ipynb #4e6c371d
+def and_filters(*filters) -> str | None:
+    "SOMA value filters joined with `and` (None when there are none)."
+    parts = [f"({f})" for f in filters if f]
+    return " and ".join(parts) if parts else None
+
+def census_obs(exp, value_filter: str | None, columns, source) -> pd.DataFrame:
+    "The obs rows matching `value_filter`: soma_joinid and those of `columns` the schema has, sorted by soma_joinid."
+    have = set(exp.obs.schema.names)
+    cols = ["soma_joinid"] + [c for c in dict.fromkeys(columns) if c in have and c != "soma_joinid"]
+    try: df = exp.obs.read(value_filter=value_filter, column_names=cols).concat().to_pandas()
+    except Exception as e: raise InputError(source, f"obs filter {value_filter!r} failed ({type(e).__name__}: {e})") from e
+    return df.sort_values("soma_joinid", kind="stable").reset_index(drop=True)
+
+def census_dataset_counts(exp, value_filter: str | None, source) -> Counter:
+    "Cells per dataset_id matching `value_filter`, streamed one column at a time."
+    counts = Counter()
+    try:
+        for t in exp.obs.read(value_filter=value_filter, column_names=["dataset_id"]):
+            counts.update(t.column("dataset_id").to_pandas().astype(str).value_counts().to_dict())
+    except Exception as e: raise InputError(source, f"obs filter {value_filter!r} failed ({type(e).__name__}: {e})") from e
+    return counts
+
+# %% ../nbs/00_data.ipynb #7d4a8944
+def _census_genes(exp, measurement: str, source) -> tuple[np.ndarray, np.ndarray]:
+    "var soma_joinid -> column position lookup, and the gene symbols in soma_joinid order."
+    var = exp.ms[measurement].var.read().concat().to_pandas().sort_values("soma_joinid")
+    ids = var["soma_joinid"].to_numpy()
+    col = np.full(int(ids.max()) + 1, -1, np.int64)
+    col[ids] = np.arange(len(ids))
+    key = next((c for c in ("feature_id", "var_id") if c in var.columns), "soma_joinid")
+    names = gene_symbols(var.set_index(var[key].astype(str)), source)
+    return col, names
+
+def _soma_rows(X, ids: np.ndarray, col: np.ndarray) -> sp.csr_matrix:
+    "The rows `ids` (sorted soma_joinids) of a SOMA sparse matrix as CSR, in that order, in one read."
+    t = X.read(coords=(ids,)).tables().concat()
+    r = np.searchsorted(ids, t.column("soma_dim_0").to_numpy())
+    c = col[t.column("soma_dim_1").to_numpy()]
+    return sp.csr_matrix((t.column("soma_data").to_numpy(), (r, c)), shape=(len(ids), int((col >= 0).sum())))
+
+def census_reader(exp, joinids, source, chunk: int = 4096, layer: str = "raw", measurement: str = "RNA") -> RowReader:
+    "A `RowReader` whose row i is the cell `joinids[i]` (sorted) of the Census's `X[layer]`."
+    joinids = np.asarray(joinids, dtype=np.int64)
+    if np.any(np.diff(joinids) <= 0): raise ValueError("joinids must be sorted and unique")
+    try: X = exp.ms[measurement].X[layer]
+    except KeyError as e: raise InputError(source, f"has no {measurement} measurement with an X layer {layer!r}") from e
+    col, names = _census_genes(exp, measurement, source)
+    return RowReader(lambda rows: _soma_rows(X, joinids[rows], col), names, str(source), f"census X[{layer!r}]", chunk)

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['TAGS', 'REWARDS', 'METRICS', 'TABLE2_HEADER', 'is_valid', 'answer_items', 'gold_items', 'score_batch', 'batch_reward',
-           'dense_reward', 'compute_score', 'completion_text', 'trl_batch_reward', 'trl_batch_acc', 'trl_dense_reward',
-           'token_counter', 'evaluate', 'read_predictions', 'format_row', 'evaluate_file']
+__all__ = ['TAGS', 'REWARDS', 'METRICS', 'TABLE2_HEADER', 'REFLECTION_CUES', 'EASY_FIRST_CUES', 'ELIMINATION_CUES', 'is_valid',
+           'answer_items', 'gold_items', 'score_batch', 'batch_reward', 'dense_reward', 'compute_score',
+           'completion_text', 'trl_batch_reward', 'trl_batch_acc', 'trl_dense_reward', 'token_counter', 'evaluate',
+           'read_predictions', 'format_row', 'evaluate_file', 'similarity_name', 'label_similarity', 'evaluate_open',
+           'is_open_valid', 'reasoning_text', 'annotation_order', 'reasoning_behaviour']
 
 # %% ../nbs/03_metrics.ipynb #0aef57be
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -187,3 +189,94 @@ def evaluate_file(predictions, puzzles=None, tokenizer: str = "whitespace", out=
     m["predictions"] = str(predictions)
     if out: Path(out).write_text(json.dumps(m, indent=1) + "\n", encoding="utf-8")
     return m
+
+# %% ../nbs/03_metrics.ipynb #f4a20486
+def _tfidf_vectors(texts: list[str]) -> np.ndarray:
+    "L2-normalised character 3-5-gram TF-IDF vectors fitted on `texts`."
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    if not any(t.strip() for t in texts): return np.zeros((len(texts), 1))
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=True).fit_transform(texts).toarray()
+
+def _hf_vectors(texts: list[str], path: str, pooling: str = "cls", batch_size: int = 64) -> np.ndarray:
+    "L2-normalised embeddings from a local Hugging Face encoder ([CLS] or mean pooling)."
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=64, return_tensors="pt")
+            h, mask = model(**enc).last_hidden_state.float(), enc["attention_mask"][..., None].float()
+            v = h[:, 0] if pooling == "cls" else (h * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out.append(torch.nn.functional.normalize(v, dim=-1).numpy())
+    return np.concatenate(out)
+
+def similarity_name(encoder: str = "tfidf", pooling: str = "cls") -> str:
+    "How a similarity column is labelled in the tables."
+    if encoder == "tfidf": return "char 3-5-gram TF-IDF cosine (not MedCPT)"
+    return f"{Path(str(encoder).rstrip('/')).name} {'[CLS]' if pooling == 'cls' else 'mean-pooled'} cosine"
+
+def label_similarity(preds: list[str], golds: list[str], encoder: str = "tfidf", pooling: str = "cls") -> np.ndarray:
+    "Cosine similarity of each predicted label to its gold label (0 for a missing prediction)."
+    texts = sorted(set(preds) | set(golds))
+    idx = {t: i for i, t in enumerate(texts)}
+    vec = _tfidf_vectors(texts) if encoder == "tfidf" else _hf_vectors(texts, encoder, pooling)
+    return np.array([float(vec[idx[p]] @ vec[idx[g]]) if p.strip() else 0.0 for p, g in zip(preds, golds)])
+
+# %% ../nbs/03_metrics.ipynb #a4444962
+def _open_cells(responses: list, answers: list) -> tuple[list, list, list]:
+    "Flat predicted and gold labels, and each cell's batch index."
+    preds, golds, owner = [], [], []
+    for b, (r, a) in enumerate(zip(responses, answers)):
+        gold = gold_items(a)
+        pred = (answer_items(r) + [""] * len(gold))[:len(gold)] if is_valid(r) or "<answer>" in str(r) else [""] * len(gold)
+        preds += pred; golds += gold; owner += [b] * len(gold)
+    return preds, golds, owner
+
+def evaluate_open(responses: list, answers: list, encoder: str = "tfidf", threshold: float = 0.8, pooling: str = "cls",
+                  tokenizer: str = "whitespace") -> dict:
+    "Table 12 metrics: similarity-thresholded cell and batch accuracy, format validity, mean similarity, length."
+    preds, golds, owner = _open_cells(responses, answers)
+    sim, owner = label_similarity(preds, golds, encoder, pooling), np.array(owner)
+    per = [sim[owner == b] for b in range(len(responses))]
+    count = token_counter(tokenizer)
+    mean = lambda xs: float(np.mean(xs)) if len(xs) else 0.0
+    return dict(cell_acc=mean([(s >= threshold).mean() if len(s) else 0.0 for s in per]),
+                batch_acc=mean([float(len(s) > 0 and (s >= threshold).all()) for s in per]),
+                format_validity=mean([float(is_open_valid(r)) for r in responses]), similarity=mean([mean(s) for s in per]),
+                response_length=mean([count(r) for r in responses]), n_batches=len(responses),
+                similarity_name=similarity_name(encoder, pooling), threshold=threshold)
+
+def is_open_valid(response) -> bool:
+    "The strict tag format; an open-ended answer may hold a single label (no '|')."
+    if not isinstance(response, str) or any(response.count(t) != 1 for t in TAGS): return False
+    return _STRICT.fullmatch(response) is not None
+
+# %% ../nbs/03_metrics.ipynb #5b72b1bd
+REFLECTION_CUES = re.compile(r"(?i)\b(wait|hmm+|actually|on second thought|re-?examin\w*|reconsider\w*|re-?evaluat\w*|revisit\w*|double[- ]check\w*"
+                             r"|let me check|re-?check\w*|revis(?:e|ed|ing|ion)|swap\w*|re-?assign\w*|correction|i was wrong|mistake)\b")
+EASY_FIRST_CUES = re.compile(r"(?i)(start(?:ing)? with (?:the )?(?:most |clear|obvious|easi|unambiguous)\w*|easiest|clear-?cut (?:ones|cells|cases)"
+                             r"|(?:obvious|clear|unambiguous|confident) (?:ones|cases|cells) first)")
+ELIMINATION_CUES = re.compile(r"(?i)(by elimination|process of elimination|remaining (?:cell|label|type|candidate|option)s?"
+                              r"|only (?:\w+[ -]){0,4}(?:left|remaining))")
+
+def reasoning_text(response) -> str:
+    "The reasoning part of a response (inside <think>, or all of it when there are no tags)."
+    text = response if isinstance(response, str) else ""
+    return text.split("<think>", 1)[1].split("</think>", 1)[0] if "<think>" in text else text
+
+def annotation_order(response, n: int) -> list[int]:
+    "Cells in the order the reasoning first mentions them ('Cell k', 1 <= k <= n)."
+    order = []
+    for k in (int(m) for m in re.findall(r"\bCell\s+(\d+)\b", reasoning_text(response), re.I)):
+        if 1 <= k <= n and k not in order: order.append(k)
+    return order
+
+def reasoning_behaviour(response, n: int) -> dict:
+    "Heuristic flags: self-reflection, curriculum (easy-first) and elimination, with the cues found."
+    text, order = reasoning_text(response), annotation_order(response, n)
+    cues = sorted({m.group(0).lower() for m in REFLECTION_CUES.finditer(text)})
+    out_of_order = len(order) > 1 and order != sorted(order)
+    easy = bool(EASY_FIRST_CUES.search(text))
+    return dict(self_reflection=bool(cues), reflection_cues=cues, out_of_order=out_of_order, easy_first_cue=easy,
+                curriculum=out_of_order or easy, elimination=bool(ELIMINATION_CUES.search(text)), order=order)

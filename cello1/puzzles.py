@@ -18,17 +18,19 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from .data import (InputError, check_obs, expression_source, gene_symbols, is_missing,
-                         load_embedded, read_h5ad, warn_input)
+from .data import (InputError, RowReader, and_filters, anndata_reader, census_dataset_counts, census_experiment,
+                         census_obs, census_reader, census_where, check_obs, is_missing, load_embedded, open_census,
+                         read_h5ad, warn_input)
 
 # %% auto #0
-__all__ = ['TABLE9', 'DONOR_FIELDS', 'CONTEXT_FIELDS', 'SYSTEM_MSG', 'QUESTION', 'ANSWER_SEP', 'expression_keys',
-           'keys_to_columns', 'top_gene_indices', 'clean_symbols', 'top_genes', 'stage_phrase', 'table9_sentence',
-           'context_sentence', 'format_user_msg', 'parse_user_msg', 'check_record', 'Group', 'donor_groups',
-           'BuildConfig', 'stable_rng', 'PuzzleSpec', 'sample_puzzles', 'split_cells', 'split_groups',
-           'stratified_quota', 'stratified_pick', 'make_record', 'rank_rows', 'dataset_specs', 'leakage',
-           'write_splits', 'build', 'build_from_files', 'build_embedded', 'parse_context', 'age_group', 'puzzle_table',
-           'load_cellpuzzles']
+__all__ = ['TABLE9', 'DONOR_FIELDS', 'CONTEXT_FIELDS', 'SYSTEM_MSG', 'QUESTION', 'ANSWER_SEP', 'CELL_REPRS', 'CELL_ID_COLUMNS',
+           'CENSUS_OBS_COLUMNS', 'expression_keys', 'keys_to_columns', 'top_gene_indices', 'clean_symbols', 'top_genes',
+           'stage_phrase', 'table9_sentence', 'context_sentence', 'format_user_msg', 'parse_user_msg', 'check_record',
+           'Group', 'donor_groups', 'BuildConfig', 'stable_rng', 'PuzzleSpec', 'sample_puzzles', 'split_cells',
+           'split_groups', 'stratified_quota', 'stratified_pick', 'make_record', 'rank_rows', 'unit_keys',
+           'normalise_rows', 'centroid_genes', 'de_genes', 'repr_genes', 'dataset_specs', 'leakage', 'write_splits',
+           'dataset_part', 'write_build', 'build', 'build_from_files', 'build_embedded', 'census_part',
+           'census_datasets', 'build_census', 'parse_context', 'age_group', 'puzzle_table', 'load_cellpuzzles']
 
 # %% ../nbs/01_puzzles.ipynb #508e756d
 _LOW = np.uint64(0xFFFFFFFF)
@@ -285,6 +287,8 @@ def donor_groups(obs: pd.DataFrame, dataset: str, usable: np.ndarray, batch_key:
     return groups
 
 # %% ../nbs/01_puzzles.ipynb #82c41b9a
+CELL_REPRS = ("cell", "centroid", "de")
+
 @dataclass(frozen=True)
 class BuildConfig:
     "Parameters of a CellPuzzles build."
@@ -299,6 +303,7 @@ class BuildConfig:
     unseen_diseases: tuple = ()
     candidate_order: str = "shuffled"
     batch_key: str = "batch"
+    cell_repr: str = "cell"
 
     def __post_init__(self):
         if not 2 <= self.min_n <= self.max_n: raise ValueError(f"need 2 <= min_n <= max_n, got {self.min_n}, {self.max_n}")
@@ -306,6 +311,7 @@ class BuildConfig:
         if self.candidate_order not in ("shuffled", "sorted"): raise ValueError("candidate_order must be 'shuffled' or 'sorted'")
         if not 0 <= self.test_frac < 1: raise ValueError("test_frac must be in [0, 1)")
         if self.top_genes < 1 or self.per_n < 1 or self.test_size < 0: raise ValueError("top_genes and per_n must be >= 1, test_size >= 0")
+        if self.cell_repr not in CELL_REPRS: raise ValueError(f"cell_repr must be one of {', '.join(CELL_REPRS)}, got {self.cell_repr!r}")
 
     @classmethod
     def paper(cls, **kw): return cls(**kw)
@@ -384,31 +390,101 @@ def stratified_pick(items: list, key, total: int, rng: np.random.Generator) -> t
     return [it for i, it in enumerate(items) if i in keep], [it for i, it in enumerate(items) if i not in keep]
 
 # %% ../nbs/01_puzzles.ipynb #ed42a753
-def make_record(spec: PuzzleSpec, genes: dict, cfg: BuildConfig, obs_names, rng: np.random.Generator) -> dict:
-    "A record in the public CellPuzzles schema plus metadata."
+def make_record(spec: PuzzleSpec, genes: dict, cfg: BuildConfig, obs_names, rng: np.random.Generator,
+                keys: list | None = None) -> dict:
+    "A record in the public CellPuzzles schema plus metadata; `genes[k]` for each of `keys` (default: the rows)."
     labels = list(spec.labels)
     cands = sorted(labels) if cfg.candidate_order == "sorted" else [labels[i] for i in rng.permutation(len(labels))]
     meta = spec.group.meta
     return dict(id=None, split=None, system_msg=SYSTEM_MSG,
-                user_msg=format_user_msg(context_sentence(meta), [genes[r] for r in spec.rows], cands),
+                user_msg=format_user_msg(context_sentence(meta), [genes[k] for k in (keys or spec.rows)], cands),
                 answer=ANSWER_SEP.join(labels), dataset=spec.group.dataset, donor_id=spec.group.donor_id,
                 n_cells=len(labels), tissue=meta.get("tissue"), disease=meta.get("disease"), sex=meta.get("sex"),
                 development_stage=meta.get("development_stage"), cell_ids=[str(obs_names[r]) for r in spec.rows])
 
 # %% ../nbs/01_puzzles.ipynb #403cddd1
-def _matrix_and_names(adata, source, notes):
-    "The matrix to rank (raw counts first), its gene symbols, and where it came from."
-    X, var, where = expression_source(adata)
-    names = gene_symbols(var, source, notes)
-    return X, names, where
+def rank_rows(reader: RowReader, rows: list, n: int, progress: bool = False, desc: str = "top genes") -> dict:
+    "Top-`n` genes of the given rows, read chunk by chunk: {row: [symbols]}."
+    out = {}
+    for part, csr in reader.chunks(rows, progress, desc): out.update(zip(part.tolist(), top_genes(csr, reader.names, n)))
+    return out
 
-def rank_rows(adata, rows: list, n: int, source, notes: list, progress: bool = False) -> dict:
-    "Top-`n` genes of the given rows: {row: [symbols]}."
-    X, names, where = _matrix_and_names(adata, source, notes)
-    rows = np.unique(np.asarray(rows, dtype=np.int64))
-    try: lists = top_genes(X, names, n, rows=rows, progress=progress)
-    except ValueError as e: raise InputError(source, f"{where}: {e}") from e
-    return dict(zip(rows.tolist(), lists))
+# %% ../nbs/01_puzzles.ipynb #a6c75ba8
+def unit_keys(side: str, spec: PuzzleSpec, cfg: BuildConfig) -> list:
+    "The key of each puzzle cell's gene list: its row (`cell`), else (side, group key, cell type)."
+    return list(spec.rows) if cfg.cell_repr == "cell" else [(side, spec.group.key, t) for t in spec.labels]
+
+def _check_counts(csr: sp.csr_matrix) -> sp.csr_matrix:
+    "The block itself, if its values are non-negative numbers."
+    if not (csr.data >= 0).all(): raise ValueError("expression values must be non-negative numbers (raw or normalised counts, not scaled data)")
+    return csr
+
+def normalise_rows(csr: sp.csr_matrix, target: float = 1e4) -> sp.csr_matrix:
+    "Each row scaled to sum to `target` (all-zero rows stay zero), in float64."
+    sums = np.asarray(csr.sum(axis=1), dtype=np.float64).ravel()
+    scale = np.divide(target, sums, out=np.zeros_like(sums), where=sums > 0)
+    return sp.csr_matrix(sp.diags(scale) @ csr.astype(np.float64))
+
+# %% ../nbs/01_puzzles.ipynb #ccae1c55
+def _type_rows(g: Group, types: list) -> tuple[np.ndarray, np.ndarray]:
+    "The sorted rows of the given types in group `g`, and each row's type index."
+    rows = np.concatenate([g.cells[t] for t in types])
+    which = np.repeat(np.arange(len(types)), [len(g.cells[t]) for t in types])
+    order = np.argsort(rows, kind="stable")
+    return rows[order], which[order]
+
+def centroid_genes(g: Group, types: list, reader: RowReader, n: int) -> dict:
+    "Top-`n` genes of each type's centroid in group `g`: the mean of its cells' counts scaled to 10,000."
+    rows, which = _type_rows(g, types)
+    total = sp.csr_matrix((len(types), len(reader.names)))
+    for part, csr in reader.chunks(rows):
+        w = which[np.searchsorted(rows, part)]
+        total = total + sp.csr_matrix((np.ones(len(part)), (w, np.arange(len(part)))), shape=(len(types), len(part))) @ normalise_rows(_check_counts(csr))
+    means = sp.diags(1 / np.bincount(which, minlength=len(types))) @ total
+    return dict(zip(types, top_genes(sp.csr_matrix(means), reader.names, n)))
+
+# %% ../nbs/01_puzzles.ipynb #d37fbaa3
+def _group_adata(g: Group, reader: RowReader) -> "ad.AnnData":
+    "All cells of group `g` (obs 't' = cell type), log-normalised; var names are column positions."
+    import anndata as ad, scanpy as sc
+    rows, which = _type_rows(g, sorted(g.cells))
+    X = sp.vstack([_check_counts(csr) for _, csr in reader.chunks(rows)]).tocsr().astype(np.float32)
+    obs = pd.DataFrame({"t": pd.Categorical(np.array(sorted(g.cells), dtype=object)[which])}, index=rows.astype(str))
+    a = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=np.arange(X.shape[1]).astype(str)))
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    return a
+
+def de_genes(g: Group, types: list, reader: RowReader, n: int) -> dict:
+    "Top-`n` up-regulated genes of each type vs the rest of group `g` (scanpy Wilcoxon on log-normalised counts)."
+    import scanpy as sc
+    names = clean_symbols(reader.names)
+    a = _group_adata(g, reader)
+    extra = len(names) - len(set(names))
+    sc.tl.rank_genes_groups(a, "t", groups=list(types), reference="rest", method="wilcoxon", n_genes=min(a.n_vars, n + extra), use_raw=False)
+    res = a.uns["rank_genes_groups"]
+    out = {}
+    for t in types:
+        idx, up = np.asarray(res["names"][t]).astype(np.int64), np.asarray(res["scores"][t]) > 0
+        out[t] = _dedupe(names[idx[up]].tolist(), n)
+    return out
+
+# %% ../nbs/01_puzzles.ipynb #5dec46a3
+def _needed_groups(specs: dict) -> dict:
+    "{(side, group key): (group, sorted types used by its puzzles)}."
+    need = {}
+    for side, ss in specs.items():
+        for s in ss: need.setdefault((side, s.group.key), (s.group, set()))[1].update(s.labels)
+    return {k: (g, sorted(ts)) for k, (g, ts) in sorted(need.items())}
+
+def repr_genes(specs: dict, reader: RowReader, cfg: BuildConfig, progress: bool = False, desc: str = "top genes") -> dict:
+    "Every gene list a dataset's puzzles need, keyed as in `unit_keys`."
+    if cfg.cell_repr == "cell": return rank_rows(reader, [r for ss in specs.values() for s in ss for r in s.rows], cfg.top_genes, progress, desc)
+    fn, out = centroid_genes if cfg.cell_repr == "centroid" else de_genes, {}
+    need = _needed_groups(specs)
+    for (side, key), (g, types) in tqdm(need.items(), desc=f"{desc} ({cfg.cell_repr})", unit="group", disable=None if progress else True):
+        out.update({(side, key, t): genes for t, genes in fn(g, types, reader, cfg.top_genes).items()})
+    return out
 
 # %% ../nbs/01_puzzles.ipynb #27c80d48
 def _partition_unseen(groups, cfg):
@@ -422,6 +498,13 @@ def _side_quota(cfg: BuildConfig, side: str) -> int:
     n_test = int(round(cfg.per_n * cfg.test_frac))
     return {"train": cfg.per_n - n_test, "test": n_test}.get(side, cfg.per_n)
 
+def _multi_cell_types(groups: list, source, notes: list) -> list:
+    "Groups without their single-cell types (a DE test needs 2+ cells of a type), noting how many were dropped."
+    out = [replace(g, cells={t: r for t, r in g.cells.items() if len(r) >= 2}) for g in groups]
+    dropped = sum(g.n_types - o.n_types for g, o in zip(groups, out))
+    if dropped: notes.append(f"{source}: cell_repr='de' needs 2+ cells of a type in a group; {dropped} single-cell types left out")
+    return out
+
 def dataset_specs(name: str, obs: pd.DataFrame, cfg: BuildConfig, source, notes: list) -> tuple[dict, dict]:
     "Sampled batches per side ('train'/'test' or 'all', and 'unseen') for one dataset, and a summary."
     usable = check_obs(obs, source, notes)
@@ -431,6 +514,7 @@ def dataset_specs(name: str, obs: pd.DataFrame, cfg: BuildConfig, source, notes:
     kept, unseen = _partition_unseen([g for g in groups if g.n_types >= cfg.min_n], cfg)
     sides = split_groups(kept, cfg, stable_rng(cfg.seed, name, "split"), notes)
     if unseen: sides["unseen"] = unseen
+    if cfg.cell_repr == "de": sides = {k: _multi_cell_types(gs, source, notes) for k, gs in sides.items()}
     specs = {side: [s for n in range(cfg.min_n, cfg.max_n + 1)
                     for s in sample_puzzles(gs, n, _side_quota(cfg, side), stable_rng(cfg.seed, name, side, n))]
              for side, gs in sides.items()}
@@ -481,27 +565,43 @@ def write_splits(records: dict, out: Path) -> dict:
     return files
 
 # %% ../nbs/01_puzzles.ipynb #1293c305
-def build(datasets: list, cfg: BuildConfig, out, progress: bool = True) -> dict:
-    "Build CellPuzzles from named AnnData objects `[(name, adata, source), ...]`; write splits and manifest.json."
-    out, notes, summaries = Path(out), [], []
-    records = defaultdict(list)
-    for name, adata, source in tqdm(datasets, desc="datasets", disable=None if progress and len(datasets) > 1 else True):
-        specs, summary = dataset_specs(name, adata.obs, cfg, source, notes)
-        rows = [r for ss in specs.values() for s in ss for r in s.rows]
-        if not rows: warn_input(source, f"no group has {cfg.min_n}+ cell types: no puzzles", notes)
-        genes = rank_rows(adata, rows, cfg.top_genes, source, notes, progress) if rows else {}
-        rng = stable_rng(cfg.seed, name, "records")
-        for side, ss in specs.items(): records[side] += [make_record(s, genes, cfg, adata.obs_names, rng) for s in ss]
-        summaries.append(summary)
-    if not any(records.values()): raise InputError(", ".join(str(s) for _, _, s in datasets), "no puzzles could be built (see warnings)")
+def dataset_part(name: str, obs: pd.DataFrame, make_reader, cfg: BuildConfig, source, progress: bool = True) -> dict:
+    "One dataset's records per side, summary and notes; `make_reader(notes)` gives its `RowReader` (opened only if needed)."
+    notes = []
+    specs, summary = dataset_specs(name, obs, cfg, source, notes)
+    genes = {}
+    if not any(specs.values()): warn_input(source, f"no group has {cfg.min_n}+ cell types: no puzzles", notes)
+    else:
+        reader = make_reader(notes)
+        try: genes = repr_genes(specs, reader, cfg, progress, desc=str(name))
+        except ValueError as e:
+            if isinstance(e, InputError): raise
+            raise InputError(source, f"{reader.where}: {e}") from e
+        summary["reads"] = reader.stats()
+    rng = stable_rng(cfg.seed, name, "records")
+    records = {side: [make_record(s, genes, cfg, obs.index, rng, unit_keys(side, s, cfg)) for s in ss] for side, ss in specs.items()}
+    return dict(records=records, summary=summary, notes=notes)
+
+def write_build(parts: list, cfg: BuildConfig, out, sources: list, extra: dict | None = None) -> dict:
+    "Merge dataset parts in order, write the splits and manifest.json (with `extra` entries); return the manifest."
+    records, notes = defaultdict(list), [n for p in parts for n in p["notes"]]
+    for p in parts:
+        for side, rs in p["records"].items(): records[side] += rs
+    if not any(records.values()): raise InputError(", ".join(map(str, sources)), "no puzzles could be built (see warnings)")
     records, dropped = _finalise_sides(dict(records), cfg)
-    files = write_splits(records, out)
-    manifest = dict(cello1_version=_version(), config=_config_dict(cfg), inputs=summaries,
+    files = write_splits(records, Path(out))
+    manifest = dict(cello1_version=_version(), config=_config_dict(cfg), **(extra or {}), inputs=[p["summary"] for p in parts],
                     counts={k: _counts(v) for k, v in records.items()}, test_dropped_over_cap=dropped, files=files,
                     leakage={k: leakage(records["train"], records[k]) for k in ("test", "unseen") if k in records},
                     notes=notes)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (Path(out) / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
+
+def build(datasets: list, cfg: BuildConfig, out, progress: bool = True) -> dict:
+    "Build CellPuzzles from named AnnData objects `[(name, adata, source), ...]`; write splits and manifest.json."
+    parts = [dataset_part(name, adata.obs, lambda notes, a=adata, s=source: anndata_reader(a, s, notes), cfg, source, progress)
+             for name, adata, source in tqdm(datasets, desc="datasets", disable=None if progress and len(datasets) > 1 else True)]
+    return write_build(parts, cfg, out, [s for _, _, s in datasets])
 
 def _config_dict(cfg: BuildConfig) -> dict:
     "The config as JSON-ready data."
@@ -523,6 +623,68 @@ def build_from_files(paths: list, cfg: BuildConfig, out, progress: bool = True) 
 def build_embedded(cfg: BuildConfig | None = None, out="results/embedded", progress: bool = True) -> dict:
     "Build CellPuzzles from the embedded real data (scanpy's pbmc68k_reduced)."
     return build([("pbmc68k_reduced", load_embedded(), "embedded:pbmc68k_reduced")], cfg or BuildConfig.embedded(), out, progress)
+
+# %% ../nbs/01_puzzles.ipynb #3ea21ae1
+CELL_ID_COLUMNS = ("obs_id", "observation_joinid")
+CENSUS_OBS_COLUMNS = ("dataset_id", "donor_id", "cell_type", "assay", "suspension_type", "tissue_general",
+                      "is_primary_data") + CONTEXT_FIELDS + CELL_ID_COLUMNS
+
+def _cell_ids(obs: pd.DataFrame) -> pd.Index:
+    "Cell names: the first cell-id column present, else the soma_joinid."
+    col = next((c for c in CELL_ID_COLUMNS if c in obs.columns), None)
+    return pd.Index((obs[col] if col else obs["soma_joinid"]).astype(str).to_numpy(), name="cell_id")
+
+def census_part(dataset_id: str, cfg: BuildConfig, uri=None, census_version=None, organism: str = "homo_sapiens",
+                obs_filter: str | None = None, chunk_cells: int = 4096, progress: bool = False) -> dict:
+    "One Census dataset's part (records per side, summary, notes), as `dataset_part` gives; one job of the array."
+    where = census_where(uri, census_version)
+    source = f"{where} dataset {dataset_id}"
+    with open_census(uri, census_version) as census:
+        exp = census_experiment(census, organism, where)
+        obs = census_obs(exp, and_filters(obs_filter, f"dataset_id == {str(dataset_id)!r}"), (*CENSUS_OBS_COLUMNS, cfg.batch_key), "--obs-filter")
+        obs.index = _cell_ids(obs)
+        joinids = obs["soma_joinid"].to_numpy()
+        return dataset_part(dataset_id, obs, lambda notes: census_reader(exp, joinids, source, chunk_cells), cfg, source, progress)
+
+# %% ../nbs/01_puzzles.ipynb #1b0484b0
+def census_datasets(uri=None, census_version=None, organism: str = "homo_sapiens", obs_filter: str | None = None,
+                    datasets: list | None = None) -> list[str]:
+    "The dataset ids to build: those asked for (each must exist), or all, that have cells matching the filter."
+    where, asked = census_where(uri, census_version), list(dict.fromkeys(map(str, datasets or [])))
+    in_asked = f"dataset_id in {asked!r}" if asked else None
+    with open_census(uri, census_version) as census:
+        exp = census_experiment(census, organism, where)
+        if asked and (unknown := [d for d in asked if d not in census_dataset_counts(exp, in_asked, "--datasets")]):
+            raise InputError("--datasets", f"unknown dataset id(s) in {where}: {', '.join(unknown)}")
+        counts = census_dataset_counts(exp, and_filters(obs_filter, in_asked), "--obs-filter")
+    if not counts: raise InputError("--obs-filter", f"no cells of {where} match {obs_filter!r}" + (f" in datasets {', '.join(asked)}" if asked else ""))
+    for d in asked:
+        if d not in counts: warn_input("--obs-filter", f"dataset {d} has no cells matching {obs_filter!r}; skipped")
+    return [d for d in asked if d in counts] if asked else sorted(counts)
+
+# %% ../nbs/01_puzzles.ipynb #dc6100ec
+def _census_parts(ids: list, kw: dict, executor=None, progress: bool = True) -> list:
+    "Run `census_part` for each dataset, here or as a submitit job array; results in `ids` order."
+    bar = dict(desc="datasets", disable=None if progress and len(ids) > 1 else True)
+    if executor is None: return [census_part(d, progress=progress, **kw) for d in tqdm(ids, **bar)]
+    from cello1.cluster import CelloJob
+    with executor.batch():
+        jobs = [executor.submit(CelloJob("cello1.puzzles:census_part", dataset_id=d, **kw)) for d in ids]
+    return [j.result() for j in tqdm(jobs, **bar)]
+
+def build_census(cfg: BuildConfig, out, census_version: str | None = None, uri=None, obs_filter: str | None = None,
+                 datasets: list | None = None, organism: str = "homo_sapiens", chunk_cells: int = 4096,
+                 executor=None, progress: bool = True) -> dict:
+    "Build CellPuzzles from the CELLxGENE Census (a release or a copy at `uri`), one part per dataset; returns the manifest."
+    if chunk_cells < 1: raise InputError("--chunk-cells", f"must be >= 1, got {chunk_cells}")
+    ids = census_datasets(uri, census_version, organism, obs_filter, datasets)
+    kw = dict(cfg=cfg, uri=None if uri is None else str(uri), census_version=census_version, organism=organism,
+              obs_filter=obs_filter, chunk_cells=chunk_cells)
+    parts = _census_parts(ids, kw, executor, progress)
+    census = dict(census_version=census_version, uri=kw["uri"], organism=organism,
+                  obs_filter=obs_filter, datasets=ids, chunk_cells=chunk_cells,
+                  executor=None if executor is None else type(executor).__name__)
+    return write_build(parts, cfg, out, [census_where(uri, census_version)], extra=dict(census=census))
 
 # %% ../nbs/01_puzzles.ipynb #d7538540
 _CONTEXT_RE = re.compile(r"The cell is from(?: a (?P<sex>male|female|donor))?(?: at the (?P<stage>.+?) stage)?"

@@ -22,8 +22,8 @@ from .puzzles import ANSWER_SEP, load_cellpuzzles, stable_rng
 
 # %% auto #0
 __all__ = ['CL_RENAMED', 'assign', 'make_response', 'norm_gene', 'rank_weights', 'zscore_columns', 'RandomSolver',
-           'consensus_markers', 'label_markers', 'MarkerSolver', 'ReferenceSolver', 'solve_record', 'make_solver',
-           'fold_key', 'cross_validate', 'solve_file']
+           'consensus_markers', 'label_markers', 'MarkerSolver', 'ReferenceSolver', 'marker_matrix', 'OpenMarkerSolver',
+           'solve_record', 'make_solver', 'fold_key', 'cross_validate', 'solve_file']
 
 # %% ../nbs/04_solvers.ipynb #5b6f33b0
 def assign(scores: np.ndarray, independent: bool = False) -> list[int]:
@@ -164,23 +164,55 @@ class ReferenceSolver:
         raw = np.array([[sum(w * p.get(g, 0.0) for g, w in v.items()) for p in profs] for v in vecs])
         return zscore_columns(raw), [""] * len(cells)
 
+# %% ../nbs/04_solvers.ipynb #ebef101d
+@lru_cache(maxsize=2)
+def marker_matrix(top_k: int = 300) -> tuple[list, dict, "sp.csr_matrix"]:
+    "Every named CL type with consensus markers: names, gene index, and L2-normalised (types x genes) marker weights."
+    import scipy.sparse as sp
+    cons, info = consensus_markers()
+    ids = sorted(cl for cl in cons if info.get(cl, {}).get("name") and cons[cl])
+    rows = [dict(sorted(((norm_gene(g), v) for g, v in cons[cl].items()), key=lambda kv: -kv[1])[:top_k]) for cl in ids]
+    genes = {g: i for i, g in enumerate(sorted({g for r in rows for g in r}))}
+    m = sp.csr_matrix(([v for r in rows for v in r.values()], ([i for i, r in enumerate(rows) for _ in r], [genes[g] for r in rows for g in r])),
+                      shape=(len(ids), len(genes)))
+    norms = np.sqrt(m.multiply(m).sum(1)).A1
+    return [info[cl]["name"] for cl in ids], genes, sp.diags(1 / np.where(norms > 0, norms, 1)) @ m
+
+class OpenMarkerSolver:
+    "Open-ended baseline: each cell's best-matching type among all Cell Ontology types with consensus markers."
+    name = "marker-open"
+    method = "open-ended marker solver: each cell's ranked genes vs the consensus markers of every Cell Ontology type (cellconsensus); no candidate list"
+    def __init__(self, top_k: int = 300): self.top_k = top_k
+
+    def labels(self, cells: list) -> tuple[list, list]:
+        "The best type name per cell, and the markers it shares with it."
+        names, genes, m = marker_matrix(self.top_k)
+        v = np.zeros((len(cells), len(genes)))
+        for i, gs in enumerate(cells):
+            for g, w in rank_weights(gs).items():
+                if g in genes: v[i, genes[g]] = w
+        best = np.asarray((m @ v.T).argmax(0)).ravel()
+        return [names[j] for j in best], [""] * len(cells)
+
 # %% ../nbs/04_solvers.ipynb #56751b6b
 def solve_record(solver, record: dict, independent: bool = False) -> str:
     "The solver's strict-format response to one CellPuzzles record."
     context, cells, cands = parse_puzzle(record["user_msg"], check=False)
+    if hasattr(solver, "labels"): return make_response(*solver.labels(cells), solver.method)  # open-ended: no candidates
     scores, notes = solver.scores(context, cells, cands, key=record.get("id", record["user_msg"][:200]))
     labels = [cands[j] for j in assign(scores, independent)]
     how = solver.method.replace("one-to-one assignment", "per-cell argmax (no constraint)") if independent else solver.method
     return make_response(labels, notes, how)
 
 def make_solver(name: str, train=None, seed: int = 0, top_k: int = 300):
-    "A solver by name: 'random', 'marker', or 'reference' (trained on the records or file `train`)."
+    "A solver by name: 'random', 'marker', 'marker-open', or 'reference' (trained on the records or file `train`)."
     if name == "random": return RandomSolver(seed)
     if name == "marker": return MarkerSolver(top_k)
+    if name == "marker-open": return OpenMarkerSolver(top_k)
     if name == "reference":
         if train is None: raise InputError("--solver reference", "needs --train FILE (training puzzles)")
         return ReferenceSolver(train if isinstance(train, list) else load_cellpuzzles(train, "train"))
-    raise InputError(name, "unknown solver; choose random, marker or reference")
+    raise InputError(name, "unknown solver; choose random, marker, marker-open or reference")
 
 # %% ../nbs/04_solvers.ipynb #6596daad
 def fold_key(record: dict, by: str) -> str:
