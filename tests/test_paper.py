@@ -131,3 +131,13 @@ def test_reproduce_bad_input(tmp_path):
     assert p.returncode != 0 and "needs --data" in p.stderr
     p = cello1("reproduce", "--profile", "paper", "--data", tmp_path / "nope", "--results", tmp_path, check=False, cwd=ROOT)
     assert p.returncode != 0 and "nope" in p.stderr and "not a directory" in p.stderr
+
+
+def test_similarity_from_a_local_encoder(tiny):
+    "Table 12's encoder path: a locally saved Hugging Face model (here the tiny Qwen2, mean-pooled) gives cosine similarities."
+    from cello1.metrics import evaluate_open, label_similarity, similarity_name
+    s = label_similarity(["B cell", "natural killer cell", ""], ["B cell", "CD14-positive monocyte", "B cell"], encoder=str(tiny["model"]), pooling="mean")
+    assert s[0] == pytest.approx(1.0, abs=1e-5) and -1 <= s[1] < 0.99999 and s[2] == 0
+    m = evaluate_open(["<think>x</think>\n<answer>B cell | T cell</answer>"], ["B cell | natural killer cell"], encoder=str(tiny["model"]), pooling="mean")
+    assert m["similarity_name"] == similarity_name(str(tiny["model"]), "mean") and "mean-pooled" in m["similarity_name"]
+    assert 0.5 <= m["cell_acc"] <= 1.0
