@@ -32,7 +32,7 @@ test-nbs: install
 	$(BIN)/nbdev_test --n_workers 2
 
 test-py: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not verl" tests
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not verl" --durations=15 tests
 
 # verl pins transformers<5.11, so it cannot share .venv: a throwaway venv (keeping the CPU torch) lets the tests
 # compose verl's own Hydra config with every rendered GRPO command. ~2 GB, ~1.5 min on a fresh machine.

@@ -88,10 +88,13 @@ def _tiny_sft(data, root: Path, cfg: ReproduceConfig) -> tuple[Path, Path]:
 
 def _tiny_predictions(data, root: Path, model: Path, cfg: ReproduceConfig):
     "The tiny SFT model's test predictions in batch, cell and open mode."
-    from cello1.inference import SamplingConfig, make_backend, predict
-    backend = make_backend("transformers", str(model))
+    from cello1.inference import SamplingConfig, make_backend, predict, read_jsonl_tolerant
+    from cello1.puzzles import load_cellpuzzles
+    ids, backend = {r["id"] for r in load_cellpuzzles(data, "test")}, None
     for mode, task, tokens in (("batch", "test", cfg.max_tokens), ("cell", "cell", cfg.cell_tokens), ("open", "open", cfg.max_tokens)):
         out = root / "predictions" / task / "tiny-sft.jsonl"  # predict resumes: stored responses are not asked again
+        if out.exists() and ids <= {r.get("id") for r in read_jsonl_tolerant(out)}: continue
+        backend = backend or make_backend("transformers", str(model))
         predict(split_file(data, "test"), backend, out, mode=mode, cfg=SamplingConfig(max_tokens=tokens, temperature=0.0), progress=False)
 
 def _tiny_grpo(data, root: Path, base: Path, sft: Path, cfg: ReproduceConfig):
