@@ -34,14 +34,3 @@ def test_bench_topgenes_small(tmp_path):
     r = json.loads((tmp_path / "b.json").read_text())
     assert r["agree"] is True and r["cells"] == 4000
     assert r["speedup_vs_loop"] > 1  # not a timing target (that lives in the full benchmark), a sanity check
-
-
-def test_reproduce_embedded(tmp_path):
-    cello1("reproduce", "--profile", "embedded", "--results", tmp_path / "results", "--figures", tmp_path / "figures",
-           cwd=ROOT)
-    assert (tmp_path / "results" / "embedded" / "test.jsonl").exists()
-    assert (tmp_path / "results" / "fig3_data_distribution.ipynb").exists()
-    for ext in ("png", "pdf", "csv"):
-        assert (tmp_path / "figures" / f"fig3_data_distribution.{ext}").stat().st_size > 0
-    readme = (tmp_path / "results" / "README.md").read_text()
-    assert "fig3_data_distribution" in readme
