@@ -14,7 +14,7 @@ def reqs(key):
     return cfg.get(key, "").split()
 
 
-extras = {name: reqs(f"{name}_requirements") for name in ("train", "api", "serve", "census", "cluster", "dev")}
+extras = {name: reqs(f"{name}_requirements") for name in ("train", "api", "serve", "census", "cluster", "lab", "dev")}
 extras["all"] = sorted({r for k, v in extras.items() if k != "dev" for r in v})
 
 setuptools.setup(

@@ -15,7 +15,7 @@ from .puzzles import BuildConfig, build_embedded
 # %% auto #0
 __all__ = ['REPRODUCE_PRESETS', 'METRICS', 'MODEL_NAMES', 'PROFILES', 'ReproduceConfig', 'reproduce_config', 'split_file',
            'run_solvers', 'run_tiny', 'reported', 'prediction_files', 'reproduced', 'side_by_side', 'save_figure',
-           'save_table', 'paper_notebooks', 'run_notebook', 'run_notebooks', 'reproduce']
+           'save_table', 'paper_notebooks', 'select_notebooks', 'run_notebook', 'run_notebooks', 'reproduce']
 
 # %% ../nbs/12_reproduce.ipynb #0043c93c
 @dataclass(frozen=True)
@@ -181,6 +181,13 @@ def paper_notebooks(paper_dir="paper") -> list[Path]:
     if not nbs: raise InputError(paper_dir, "no paper notebooks (*.ipynb) found")
     return nbs
 
+def select_notebooks(paper_dir="paper", only: list | None = None) -> list[Path]:
+    "The paper notebooks named in `only` (all when None); an unknown name is an error."
+    nbs = paper_notebooks(paper_dir)
+    unknown = sorted(set(only or []) - {nb.stem for nb in nbs})
+    if unknown: raise InputError(f"--only {' '.join(unknown)}", f"no such paper notebook; choose from {', '.join(nb.stem for nb in nbs)}")
+    return [nb for nb in nbs if not only or nb.stem in only]
+
 def run_notebook(nb: Path, out: Path, params: dict) -> Path:
     "Execute one notebook with papermill, writing the executed copy to `out`."
     import papermill as pm
@@ -221,7 +228,7 @@ def reproduce(profile: str = "embedded", data=None, results="results", figures="
     if profile not in PROFILES: raise InputError(profile, f"unknown profile; choose from {', '.join(PROFILES)}")
     cfg, results, figures = reproduce_config(preset or profile), Path(results), Path(figures)
     if data is None and profile != "embedded": raise InputError(profile, "the paper profile needs --data DIR (built or public CellPuzzles)")
-    nbs = [nb for nb in paper_notebooks(paper_dir) if not only or nb.stem in only]
+    nbs = select_notebooks(paper_dir, only)
     if data is None:
         data = results / "embedded"
         build_embedded(BuildConfig.embedded(**({"per_n": cfg.per_n} if cfg.per_n else {})), data, progress=False)

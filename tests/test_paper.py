@@ -99,20 +99,21 @@ def test_cpu_stage_files_and_dynamics(smoke):
 
 
 def test_rerun_keeps_results(smoke):
-    "A second run recomputes nothing that exists (append-only results) and rewrites the notebooks' outputs."
+    "A second CPU stage recomputes nothing that exists: results are append-only."
+    from cello1.reproduce import reproduce_config, run_solvers, run_tiny
     res = smoke["results"]
     stamps = {p: p.stat().st_mtime_ns for p in (res / "predictions").rglob("*.jsonl")}
-    stamps[res / "tiny" / "sft-merged" / "config.json"] = (res / "tiny" / "sft-merged" / "config.json").stat().st_mtime_ns
-    cello1("reproduce", "--profile", "embedded", "--preset", "smoke", "--results", res, "--figures", smoke["figures"],
-           "--only", "table2_main_results", cwd=ROOT)
+    for p in ("tiny/sft-merged/config.json", "training/A/model/config.json", "training/sft/dynamics.jsonl"): stamps[res / p] = (res / p).stat().st_mtime_ns
+    run_solvers(res / "embedded", res, reproduce_config("smoke"))
+    run_tiny(res / "embedded", res, reproduce_config("smoke"))
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
 def test_paper_profile_on_public_sample(shared_sample, tmp_path):
-    "--profile paper on the real public sample: solvers on test and unseen, Table 3 per disease, o1 traces in Fig. 6C."
+    "--profile paper on the real public sample (unseen and reasoning splits): solvers, Table 3 per disease, o1 traces in Fig. 6C."
     data = tmp_path / "data"
     data.mkdir()
-    for split in ("test", "unseen", "reasoning"): (data / f"{split}.jsonl").symlink_to(shared_sample / f"{split}_sample.jsonl")
+    for split in ("unseen", "reasoning"): (data / f"{split}.jsonl").symlink_to(shared_sample / f"{split}_sample.jsonl")
     res = tmp_path / "results"
     cello1("reproduce", "--profile", "paper", "--data", data, "--results", res, "--figures", tmp_path / "figures",
            "--only", "table3_unseen_diseases", "fig6_reasoning_behaviour", cwd=ROOT)
@@ -131,6 +132,8 @@ def test_reproduce_bad_input(tmp_path):
     assert p.returncode != 0 and "needs --data" in p.stderr
     p = cello1("reproduce", "--profile", "paper", "--data", tmp_path / "nope", "--results", tmp_path, check=False, cwd=ROOT)
     assert p.returncode != 0 and "nope" in p.stderr and "not a directory" in p.stderr
+    p = cello1("reproduce", "--only", "tabel2", "--results", tmp_path, check=False, cwd=ROOT)
+    assert p.returncode != 0 and "tabel2" in p.stderr and "table2_main_results" in p.stderr
 
 
 def test_similarity_from_a_local_encoder(tiny):
