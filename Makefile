@@ -11,7 +11,7 @@ EXTRAS ?= dev,train,api,serve,cluster,census
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install test test-nbs test-py test-verl verl-venv reproduce bench export clean-nbs
+.PHONY: install test test-nbs test-py test-verl verl-venv reproduce reproduce-micro bench export clean-nbs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,13 @@ verl-venv: $(VERL_VENV)/.installed
 test-verl: install verl-venv
 	PATH="$(abspath $(BIN)):$$PATH" CELLO1_VERL_PYTHON="$(abspath $(VERL_VENV))/bin/python" $(BIN)/python -m pytest -q -m verl tests
 
+# make reproduce uses a finished make reproduce-micro run (results/micro/micro.json) when there is one, and says so.
 reproduce: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cello1 reproduce --profile embedded
+
+# Cell-o1 in miniature: a 0.56M-parameter model trained from scratch by cello1's SFT and GRPO (TRL) on 2 CPU cores.
+reproduce-micro: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cello1 reproduce --profile embedded --preset micro --results results/micro
 
 bench: install
 	$(BIN)/cello1 bench topgenes

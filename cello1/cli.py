@@ -90,7 +90,7 @@ def _solve(a) -> int:
 
 def _eval_parser(sub):
     "Options of `cello1 eval`."
-    p = sub.add_parser("eval", help="score predictions: the paper's Table 2 metrics, per N, per batch, 95% CIs")
+    p = sub.add_parser("eval", help="score predictions: the paper's Table 2 metrics, per N, per batch, 95%% CIs")
     p.add_argument("--predictions", required=True, help="JSONL with id, prediction and answer")
     p.add_argument("--puzzles", help="puzzles to take answers from, by id, when predictions lack them")
     p.add_argument("--tokenizer", default="whitespace", help="response-length tokenizer: 'whitespace' or a HF name/local path")
@@ -190,8 +190,9 @@ def _slurm_config(a, out, nodes=1, gpus=8):
 
 def _sft_parser(sub):
     "Options of `cello1 sft`."
-    p = sub.add_parser("sft", help="SFT cold start with TRL + LoRA (presets paper, public, answer-only, tiny)")
-    p.add_argument("--preset", choices=("paper", "public", "answer-only", "tiny"), default="paper")
+    from cello1.sft import SFT_PRESETS
+    p = sub.add_parser("sft", help="SFT cold start with TRL (+ LoRA; micro: a full fine-tune of a model built from scratch)")
+    p.add_argument("--preset", choices=list(SFT_PRESETS), default="paper")
     p.add_argument("--model"); p.add_argument("--data", required=True, help="accepted.jsonl, the public reasoning split, or puzzles (answer-only)")
     p.add_argument("--out", required=True); p.add_argument("--epochs", type=float); p.add_argument("--max-steps", type=int)
     _slurm_args(p)
@@ -212,7 +213,8 @@ def _grpo_parser(sub):
     "Options of `cello1 grpo`."
     p = sub.add_parser("grpo", help="GRPO with the batch reward: verl (cluster) or TRL (one GPU, tests)")
     p.add_argument("--engine", choices=("verl", "trl"), default="verl")
-    p.add_argument("--preset", choices=("A", "B", "C", "D", "tiny"), default="A")
+    from cello1.grpo import GRPO_PRESETS
+    p.add_argument("--preset", choices=list(GRPO_PRESETS), default="A")
     p.add_argument("--model"); p.add_argument("--data", required=True, help="RL training puzzles")
     p.add_argument("--val", help="validation puzzles"); p.add_argument("--out", required=True)
     p.add_argument("--max-steps", type=int)
@@ -230,10 +232,22 @@ def _grpo(a) -> int:
     return 0
 
 def _grpo_trl(a, preset) -> dict:
-    "TRL GRPO through dispatch."
+    "TRL GRPO through dispatch; a dry run also builds the GRPOConfig it would train with (so TRL checks it)."
     from cello1.cluster import CelloJob, dispatch
     job = CelloJob("cello1.grpo:train_grpo_trl", preset=preset, data=str(a.data), out=str(a.out), val=a.val)
-    return dispatch(job, _slurm_config(a, a.out, 1, preset.gpus_per_node), a.dry_run)
+    r = dispatch(job, _slurm_config(a, a.out, 1, preset.gpus_per_node), a.dry_run)
+    if a.dry_run: r["grpo_config"] = _grpo_config_summary(preset, a.out, a.val is not None)
+    return r
+
+def _grpo_config_summary(preset, out, has_eval: bool) -> dict:
+    "The batch and length fields of the TRL GRPOConfig of a preset (TRL raises if it rejects them)."
+    from cello1.grpo import trl_grpo_config
+    try: c = trl_grpo_config(preset, out, has_eval)
+    except ValueError as e: raise InputError(f"--preset {preset.name}", f"TRL rejects its GRPOConfig: {e}") from e
+    keys = ("generation_batch_size", "steps_per_generation", "per_device_train_batch_size", "gradient_accumulation_steps",
+            "num_generations", "max_completion_length", "mask_truncated_completions", "beta", "learning_rate",
+            "max_steps", "per_device_eval_batch_size")
+    return {k: getattr(c, k) for k in keys}
 
 def _grpo_verl(a, preset) -> dict:
     "verl GRPO: parquet data, validated command, Ray-on-Slurm script; submitted with --slurm."
@@ -246,6 +260,26 @@ def _merge_parser(sub):
     p = sub.add_parser("merge", help="fold a LoRA adapter into its base model (for RL)")
     p.add_argument("--base", required=True); p.add_argument("--adapter", required=True); p.add_argument("--out", required=True)
     p.set_defaults(func=lambda a: print(__import__("cello1.sft", fromlist=["merge"]).merge(a.base, a.adapter, a.out)) or 0)
+
+# %% ../nbs/13_cli.ipynb #b04d8e4d
+def _tiny_parser(sub):
+    "Options of `cello1 tiny`."
+    from cello1.tiny import TINY_SPECS
+    p = sub.add_parser("tiny", help="build a small Qwen2 model + tokenizer from scratch from training puzzles (tiny, micro)")
+    p.add_argument("--preset", choices=list(TINY_SPECS), default="micro")
+    p.add_argument("--data", required=True, help="CellPuzzles file or directory (its train split)")
+    p.add_argument("--out", required=True, help="model directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_tiny)
+
+def _tiny(a) -> int:
+    "Run `cello1 tiny`."
+    from pathlib import Path
+    from cello1.puzzles import load_cellpuzzles
+    from cello1.tiny import build_tiny_model
+    out = build_tiny_model(a.out, load_cellpuzzles(a.data, "train"), a.preset, a.seed)
+    print((Path(out) / "tiny.json").read_text(), end="")
+    return 0
 
 # %% ../nbs/13_cli.ipynb #6fced86d
 def _bench_parser(sub):
@@ -327,7 +361,10 @@ def _reproduce_parser(sub):
     p.add_argument("--results", default="results", help="results directory: predictions/, training/ (yours are used, never overwritten)")
     p.add_argument("--figures", default="figures")
     p.add_argument("--only", nargs="+", help="notebook names (stems) to run")
-    p.add_argument("--preset", choices=("embedded", "smoke", "paper"), help="CPU stage (default: the profile's; smoke = the tests' smallest)")
+    from cello1.reproduce import REPRODUCE_PRESETS
+    p.add_argument("--preset", choices=list(REPRODUCE_PRESETS),
+                   help="CPU stage (default: the profile's, or a saved micro run; smoke = the tests' smallest; "
+                        "micro = Cell-o1 in miniature, make reproduce-micro)")
     p.add_argument("--no-cpu", action="store_true", help="skip the CPU stage: render the notebooks from the result files as they are")
     p.add_argument("--jobs", type=int, default=2, help="notebooks executed at a time")
     p.set_defaults(func=_reproduce)
@@ -344,7 +381,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cello1", description="Cell-o1 reproduction: CellPuzzles, scoring, training, paper.")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_build_parser, _solve_parser, _eval_parser, _predict_parser, _distill_parser, _sft_parser, _grpo_parser,
-                _merge_parser, _bench_parser, _annotate_parser, _reproduce_parser): add(sub)
+                _merge_parser, _tiny_parser, _bench_parser, _annotate_parser, _reproduce_parser): add(sub)
     return p
 
 def main(argv=None) -> int:

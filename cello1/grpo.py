@@ -14,14 +14,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .data import InputError
-from .prompts import batch_messages
+from .metrics import gold_items, trl_batch_acc, trl_batch_reward, trl_cell_acc, trl_cell_reward, trl_dense_reward
+from .prompts import batch_messages, cell_messages
 from .puzzles import load_cellpuzzles
 from .sft import DynamicsLog, dynamics_callback
 
 # %% auto #0
-__all__ = ['GRPO_PRESETS', 'DATA_SOURCE', 'GRPOPreset', 'grpo_preset', 'verl_rows', 'prepare_verl_data', 'reward_file',
-           'verl_overrides', 'verl_command', 'verl_env', 'validate_verl_overrides', 'verl_dynamics', 'trl_dataset',
-           'train_grpo_trl']
+__all__ = ['GRPO_PRESETS', 'DATA_SOURCE', 'GRPOPreset', 'grpo_preset', 'ppo_mini_batch', 'verl_rows', 'prepare_verl_data',
+           'reward_file', 'verl_overrides', 'verl_command', 'verl_env', 'validate_verl_overrides', 'verl_dynamics',
+           'trl_dataset', 'trl_reward_funcs', 'trl_batch_sizes', 'trl_grpo_config', 'train_grpo_trl']
 
 # %% ../nbs/08_grpo.ipynb #ed416eea
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class GRPOPreset:
     use_kl_loss: bool = True
     kl_coef: float = 0.001
     kl_loss_type: str = "low_var_kl"
-    train_batch_size: int = 64
+    train_batch_size: int = 64        # data.train_batch_size: prompts per step
+    ppo_mini_batch: int = 0           # actor.ppo_mini_batch_size: prompts per update (0 = train_batch_size / 4)
     micro_batch_per_gpu: int = 2
     epochs: int = 20
     lr: float = 1e-6
@@ -51,20 +53,34 @@ class GRPOPreset:
     save_freq: int = 50
     test_freq: int = 10
     seed: int = 42
+    task: str = "batch"               # batch puzzles (Table 1), or one-cell chats (Table 10; TRL only)
+    mask_truncated: bool = False      # TRL: leave truncated completions out of the loss (verl keeps them, scored -1)
+    threads: int = 0                  # TRL on CPU: torch threads (0: torch's default)
 
+_MICRO = dict(task="cell", rollouts=4, max_prompt_length=1024, max_response_length=16, train_batch_size=8, ppo_mini_batch=8,
+              micro_batch_per_gpu=8, epochs=1, lr=1e-4, nnodes=1, gpus_per_node=1, tensor_parallel=1, max_steps=60,
+              save_freq=-1, test_freq=20, threads=1)
 GRPO_PRESETS = {
     "A": GRPOPreset("A"),
     "B": GRPOPreset("B", model="Qwen/Qwen2.5-7B-Instruct"),
     "C": GRPOPreset("C", adv_estimator="gae", use_kl_loss=False),
     "D": GRPOPreset("D", reward="dense"),
-    "tiny": GRPOPreset("tiny", rollouts=4, max_prompt_length=4096, max_response_length=128, train_batch_size=8, micro_batch_per_gpu=2,
-                       epochs=1, lr=1e-3, kl_coef=0.001, nnodes=1, gpus_per_node=1, tensor_parallel=1, max_steps=3, save_freq=-1, test_freq=3),
+    "tiny": GRPOPreset("tiny", rollouts=4, max_prompt_length=4096, max_response_length=128, train_batch_size=2,
+                       ppo_mini_batch=2, micro_batch_per_gpu=8, epochs=1, lr=1e-3, kl_coef=0.001, nnodes=1,
+                       gpus_per_node=1, tensor_parallel=1, max_steps=3, save_freq=-1, test_freq=3),
+    "micro-A": GRPOPreset("micro-A", **_MICRO),
+    "micro-B": GRPOPreset("micro-B", **_MICRO),
+    "micro-D": GRPOPreset("micro-D", reward="dense", **_MICRO),
 }
 
 def grpo_preset(name: str, **overrides) -> GRPOPreset:
     "A preset by name, with overrides (None values ignored)."
     if name not in GRPO_PRESETS: raise InputError(name, f"unknown GRPO preset; choose from {', '.join(GRPO_PRESETS)}")
     return replace(GRPO_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+def ppo_mini_batch(p: GRPOPreset) -> int:
+    "Prompts per policy update (verl's ppo_mini_batch_size)."
+    return p.ppo_mini_batch or max(1, p.train_batch_size // 4)
 
 # %% ../nbs/08_grpo.ipynb #ec71c39a
 DATA_SOURCE = "cellpuzzles"
@@ -93,7 +109,7 @@ def reward_file() -> str:
 
 def verl_overrides(p: GRPOPreset, train_parquet, val_parquet, out_dir) -> list[str]:
     "Hydra overrides of verl's ppo_trainer config for a preset."
-    ppo_mini = max(1, p.train_batch_size // 4)
+    ppo_mini = ppo_mini_batch(p)
     o = [f"algorithm.adv_estimator={p.adv_estimator}", f"data.train_files={train_parquet}", f"data.val_files={val_parquet}",
          f"data.train_batch_size={p.train_batch_size}", f"data.max_prompt_length={p.max_prompt_length}",
          f"data.max_response_length={p.max_response_length}", "data.filter_overlong_prompts=True", "data.truncation=error",
@@ -168,34 +184,67 @@ def verl_dynamics(verl_jsonl, out, stage: str = "grpo") -> Path:
     return Path(out)
 
 # %% ../nbs/08_grpo.ipynb #efce036b
-def trl_dataset(source) -> "Dataset":
-    "A TRL prompt dataset (prompt = chat messages, answer = gold labels) from a CellPuzzles file."
+def trl_dataset(source, task: str = "batch") -> "Dataset":
+    "A TRL prompt dataset (prompt = chat messages, answer = gold labels) from a CellPuzzles file: batch or one-cell prompts."
     from datasets import Dataset
-    return Dataset.from_list([dict(prompt=batch_messages(r), answer=r["answer"]) for r in load_cellpuzzles(source, "train")])
+    recs = load_cellpuzzles(source, "train")
+    if task == "batch": return Dataset.from_list([dict(prompt=batch_messages(r), answer=r["answer"]) for r in recs])
+    if task != "cell": raise InputError(task, "GRPO task must be batch or cell")
+    return Dataset.from_list([dict(prompt=m, answer=g) for r in recs for m, g in zip(cell_messages(r), gold_items(r["answer"]))])
 
-def _grpo_args(p: GRPOPreset, out: Path, has_eval: bool, cpu: bool):
-    "TRL GRPOConfig of a preset."
+def trl_reward_funcs(p: GRPOPreset) -> list:
+    "The preset's reward (weight 1) and the accuracy TRL logs beside it (weight 0)."
+    if p.task == "cell": return [trl_cell_reward, trl_cell_acc]  # Eq. 2 and the dense reward coincide on one cell
+    return [{"batch": trl_batch_reward, "dense": trl_dense_reward}[p.reward], trl_batch_acc]
+
+def trl_batch_sizes(p: GRPOPreset, processes: int = 1) -> dict:
+    "verl's per-step batch semantics (prompts) as TRL's (completions), for `processes` data-parallel processes."
+    import math
+    mini = ppo_mini_batch(p)
+    per_update = mini * p.rollouts
+    if p.train_batch_size % mini or per_update % processes:
+        raise InputError(p.name, f"{p.train_batch_size} prompts per step do not split into updates of {mini} prompts "
+                                 f"x {p.rollouts} rollouts over {processes} processes")
+    per_device = math.gcd(p.micro_batch_per_gpu, per_update // processes)
+    return dict(generation_batch_size=p.train_batch_size * p.rollouts, per_device_train_batch_size=per_device,
+                gradient_accumulation_steps=per_update // (processes * per_device),
+                updates_per_step=p.train_batch_size // mini)
+
+# %% ../nbs/08_grpo.ipynb #21e8c494
+def trl_grpo_config(p: GRPOPreset, out, has_eval: bool = True, cpu: bool = True):
+    "The TRL GRPOConfig of a preset, verl's batch semantics mapped (see above)."
     from trl import GRPOConfig
-    return GRPOConfig(output_dir=str(out), learning_rate=p.lr, per_device_train_batch_size=p.train_batch_size, num_generations=p.rollouts,
-                      generation_batch_size=p.train_batch_size, max_completion_length=p.max_response_length, beta=p.kl_coef,
-                      temperature=p.temperature, num_train_epochs=p.epochs, max_steps=p.max_steps, logging_steps=1,
-                      eval_strategy="steps" if has_eval else "no", eval_steps=p.test_freq if p.test_freq > 0 else None,
-                      per_device_eval_batch_size=p.train_batch_size, num_generations_eval=p.rollouts,
-                      save_strategy="no" if p.save_freq < 0 else "steps", save_steps=max(p.save_freq, 1), use_cpu=cpu, bf16=not cpu,
-                      report_to=[], seed=p.seed, reward_weights=[1.0, 0.0])
+    s = trl_batch_sizes(p)
+    return GRPOConfig(output_dir=str(out), learning_rate=p.lr, num_generations=p.rollouts,
+                      generation_batch_size=s["generation_batch_size"],
+                      per_device_train_batch_size=s["per_device_train_batch_size"],
+                      gradient_accumulation_steps=s["gradient_accumulation_steps"],
+                      max_completion_length=p.max_response_length, mask_truncated_completions=p.mask_truncated,
+                      beta=p.kl_coef if p.use_kl_loss else 0.0, temperature=p.temperature, num_train_epochs=p.epochs,
+                      max_steps=p.max_steps * s["updates_per_step"] if p.max_steps > 0 else -1, logging_steps=1,
+                      eval_strategy="steps" if has_eval else "no",
+                      eval_steps=p.test_freq * s["updates_per_step"] if p.test_freq > 0 else None,
+                      per_device_eval_batch_size=p.rollouts * max(1, s["per_device_train_batch_size"] // p.rollouts),
+                      num_generations_eval=p.rollouts, save_strategy="no" if p.save_freq < 0 else "steps",
+                      save_steps=max(p.save_freq, 1) * s["updates_per_step"], use_cpu=cpu, bf16=not cpu, report_to=[],
+                      seed=p.seed, reward_weights=[1.0, 0.0])
 
+# %% ../nbs/08_grpo.ipynb #bb1ba241
 def train_grpo_trl(preset: GRPOPreset, data, out, val=None) -> dict:
-    "GRPO with TRL on CellPuzzles; returns the saved model path and the logged steps."
+    "GRPO with TRL on CellPuzzles (a file, or a prompt Dataset); returns the saved model path and the logged steps."
     import torch
     from trl import GRPOTrainer
-    from cello1.metrics import trl_batch_acc, trl_batch_reward, trl_dense_reward
     if not preset.model: raise InputError("--model", f"preset {preset.name!r} needs --model PATH")
+    if preset.threads: torch.set_num_threads(preset.threads)
     out, cpu = Path(out), not torch.cuda.is_available()
     log = DynamicsLog(out / "dynamics.jsonl", "trl", "grpo")
-    reward = {"batch": trl_batch_reward, "dense": trl_dense_reward}[preset.reward]
-    trainer = GRPOTrainer(model=preset.model, reward_funcs=[reward, trl_batch_acc], args=_grpo_args(preset, out, val is not None, cpu),
-                          train_dataset=trl_dataset(data), eval_dataset=trl_dataset(val) if val else None, callbacks=[dynamics_callback(log)])
+    train = data if hasattr(data, "column_names") else trl_dataset(data, preset.task)
+    evals = None if val is None else val if hasattr(val, "column_names") else trl_dataset(val, preset.task)
+    trainer = GRPOTrainer(model=preset.model, reward_funcs=trl_reward_funcs(preset), train_dataset=train,
+                          args=trl_grpo_config(preset, out, evals is not None, cpu), eval_dataset=evals,
+                          callbacks=[dynamics_callback(log)])
     trainer.train()
     trainer.save_model(str(out / "model"))
     trainer.processing_class.save_pretrained(out / "model")
+    (out / "preset.json").write_text(json.dumps(asdict(preset), indent=1) + "\n")
     return dict(model=str(out / "model"), dynamics=str(log.path), steps=trainer.state.global_step)

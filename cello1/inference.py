@@ -19,14 +19,14 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import InputError
+from .metrics import ANSWER_ONLY_PREFIX
 from .prompts import batch_messages, cell_messages, join_cell_answers, open_messages, parse_puzzle
 from .puzzles import load_cellpuzzles
 
 # %% auto #0
-__all__ = ['PRICES', 'QWEN2_SPLIT', 'CHATML_TEMPLATE', 'SamplingConfig', 'is_reasoning_model', 'call_cost', 'Completion',
-           'rebuild_reasoning', 'Job', 'record_messages', 'plan_jobs', 'read_jsonl_tolerant', 'PredictionStore',
-           'backoff_delay', 'OpenAIBackend', 'TransformersBackend', 'VLLMBackend', 'make_backend', 'predict',
-           'label_logprobs', 'repair_run', 'tiny_tokenizer', 'build_tiny_model']
+__all__ = ['PRICES', 'SamplingConfig', 'is_reasoning_model', 'call_cost', 'Completion', 'rebuild_reasoning', 'Job',
+           'record_messages', 'plan_jobs', 'read_jsonl_tolerant', 'PredictionStore', 'backoff_delay', 'OpenAIBackend',
+           'TransformersBackend', 'VLLMBackend', 'make_backend', 'predict', 'label_logprobs', 'repair_run']
 
 # %% ../nbs/05_inference.ipynb #b88d2f63
 @dataclass
@@ -358,7 +358,7 @@ def predict(puzzles, backend, out, mode: str = "batch", cfg: SamplingConfig | No
 def label_logprobs(backend: TransformersBackend, chat: list, labels: list[str]) -> np.ndarray:
     "Mean per-token log-likelihood of each label as the answer to one chat."
     import torch
-    prefix = backend.tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) + "<think></think>\n<answer>"
+    prefix = backend.tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) + ANSWER_ONLY_PREFIX
     p_ids = backend.tok(prefix, add_special_tokens=False)["input_ids"]
     conts = [backend.tok(l + "</answer>", add_special_tokens=False)["input_ids"] for l in labels]
     seqs = [p_ids + c for c in conts]
@@ -385,42 +385,3 @@ def repair_run(backend, jobs: list[Job], records: dict, on_result, on_error):
             text = make_response(labels, [""] * len(labels), "hungarian repair: each cell's log-likelihood of every candidate (Table 10 prompt), one-to-one assignment")
             for k in job.samples: on_result(job, k, Completion(text, "stop", 0, 0, 0.0))
         except Exception as e: on_error(job, e)
-
-# %% ../nbs/05_inference.ipynb #57db6459
-QWEN2_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\n' }}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
-    "{% else %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-
-def tiny_tokenizer(texts: list[str], vocab_size: int = 2000):
-    "A byte-level BPE tokenizer in Qwen2's style, trained on `texts`, with ChatML and the answer tags."
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    tok.add_tokens(["<think>", "</think>", "<answer>", "</answer>"])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   chat_template=CHATML_TEMPLATE, model_max_length=32768, padding_side="left")
-
-def build_tiny_model(path, records: list[dict], hidden: int = 48, layers: int = 2, seed: int = 0, max_new_tokens: int = 64) -> Path:
-    "Write a tiny random Qwen2 model + tokenizer trained on the records' text to `path`."
-    import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-    path = Path(path)
-    tok = tiny_tokenizer([f"{r.get('system_msg', '')}\n{r['user_msg']}\n{r['answer']}" for r in records])
-    tok.save_pretrained(path)
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768, tie_word_embeddings=True,
-                      eos_token_id=eos, pad_token_id=tok.pad_token_id, bos_token_id=None)
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(cfg)
-    model.generation_config = GenerationConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=tok.pad_token_id)
-    model.save_pretrained(path)
-    return path

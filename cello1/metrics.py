@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['TAGS', 'REWARDS', 'METRICS', 'TABLE2_HEADER', 'REFLECTION_CUES', 'EASY_FIRST_CUES', 'ELIMINATION_CUES', 'is_valid',
-           'answer_items', 'gold_items', 'score_batch', 'batch_reward', 'dense_reward', 'compute_score',
-           'completion_text', 'trl_batch_reward', 'trl_batch_acc', 'trl_dense_reward', 'token_counter', 'evaluate',
-           'read_predictions', 'format_row', 'evaluate_file', 'similarity_name', 'label_similarity', 'evaluate_open',
-           'is_open_valid', 'reasoning_text', 'annotation_order', 'reasoning_behaviour']
+__all__ = ['TAGS', 'ANSWER_ONLY_PREFIX', 'REWARDS', 'METRICS', 'TABLE2_HEADER', 'REFLECTION_CUES', 'EASY_FIRST_CUES',
+           'ELIMINATION_CUES', 'is_valid', 'answer_only_response', 'answer_items', 'gold_items', 'score_batch',
+           'batch_reward', 'dense_reward', 'cell_answer', 'cell_reward', 'compute_score', 'completion_text',
+           'trl_batch_reward', 'trl_batch_acc', 'trl_dense_reward', 'trl_cell_reward', 'trl_cell_acc', 'token_counter',
+           'evaluate', 'read_predictions', 'format_row', 'evaluate_file', 'similarity_name', 'label_similarity',
+           'evaluate_open', 'is_open_valid', 'reasoning_text', 'annotation_order', 'reasoning_behaviour']
 
 # %% ../nbs/03_metrics.ipynb #0aef57be
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -28,6 +29,13 @@ def is_valid(response) -> bool:
     if not isinstance(response, str) or any(response.count(t) != 1 for t in TAGS): return False
     m = _STRICT.fullmatch(response)
     return m is not None and "|" in m.group(1)
+
+# %% ../nbs/03_metrics.ipynb #ea142f68
+ANSWER_ONLY_PREFIX = "<think>\n</think>\n<answer>"
+
+def answer_only_response(answer: str) -> str:
+    "A strict-format response with empty reasoning around `answer`."
+    return f"{ANSWER_ONLY_PREFIX}{answer}</answer>"
 
 # %% ../nbs/03_metrics.ipynb #7b5b54b2
 def answer_items(response) -> list[str]:
@@ -69,6 +77,20 @@ def dense_reward(response, answer) -> float:
 
 REWARDS = {"batch": batch_reward, "dense": dense_reward}
 
+# %% ../nbs/03_metrics.ipynb #e31b0b72
+_CELL = re.compile(r"<think>.*</think>\n<answer>([^|]*)</answer>\n?", re.S)
+
+def cell_answer(response) -> str | None:
+    "The label of a strict-format one-cell response (Table 10), or None when it is malformed."
+    if not isinstance(response, str) or any(response.count(t) != 1 for t in TAGS): return None
+    m = _CELL.fullmatch(response)
+    return (m.group(1).strip() or None) if m else None
+
+def cell_reward(response, label) -> float:
+    "Eq. 2 on one cell: -1 if malformed, 1 if the label is right (case-insensitive), else 0."
+    a = cell_answer(response)
+    return -1.0 if a is None else float(a.casefold() == str(label).strip().casefold())
+
 # %% ../nbs/03_metrics.ipynb #8efb40cf
 def compute_score(data_source=None, solution_str=None, ground_truth=None, extra_info=None, reward: str = "batch", **kwargs) -> dict:
     "verl custom reward: {'score': reward, plus the batch's metrics}."
@@ -100,6 +122,16 @@ def trl_dense_reward(completions, answer=None, **kwargs) -> list[float]:
     "TRL reward function: the public code's dense reward against the `answer` column."
     answer = answer if answer is not None else [None] * len(completions)
     return [dense_reward(completion_text(c), a) for c, a in zip(completions, answer)]
+
+# %% ../nbs/03_metrics.ipynb #4dce828c
+def trl_cell_reward(completions, answer=None, **kwargs) -> list[float]:
+    "TRL reward function: Eq. 2 on one cell, against the `answer` column (one label per prompt)."
+    answer = answer if answer is not None else [None] * len(completions)
+    return [cell_reward(completion_text(c), a) for c, a in zip(completions, answer)]
+
+def trl_cell_acc(completions, answer=None, **kwargs) -> list[float]:
+    "Not a reward: one-cell accuracy (0/1), a weight-0 TRL reward function so TRL logs it."
+    return [float(r == 1.0) for r in trl_cell_reward(completions, answer)]
 
 # %% ../nbs/03_metrics.ipynb #d1922fd6
 def token_counter(tokenizer: str = "whitespace"):

@@ -11,11 +11,15 @@ from pathlib import Path
 
 from .data import InputError
 from .puzzles import BuildConfig, build_embedded
+import sys
+import time
+from contextlib import contextmanager
 
 # %% auto #0
-__all__ = ['REPRODUCE_PRESETS', 'METRICS', 'MODEL_NAMES', 'PROFILES', 'ReproduceConfig', 'reproduce_config', 'split_file',
-           'run_solvers', 'run_tiny', 'reported', 'prediction_files', 'reproduced', 'side_by_side', 'save_figure',
-           'save_table', 'paper_notebooks', 'select_notebooks', 'run_notebook', 'run_notebooks', 'reproduce']
+__all__ = ['REPRODUCE_PRESETS', 'MICRO_MODELS', 'MICRO_STARTS', 'METRICS', 'MODEL_NAMES', 'PROFILES', 'ReproduceConfig',
+           'reproduce_config', 'split_file', 'run_solvers', 'run_tiny', 'stage', 'run_micro', 'reported',
+           'prediction_files', 'reproduced', 'side_by_side', 'save_figure', 'save_table', 'paper_notebooks',
+           'select_notebooks', 'run_notebook', 'run_notebooks', 'saved_micro', 'reproduce']
 
 # %% ../nbs/12_reproduce.ipynb #0043c93c
 @dataclass(frozen=True)
@@ -23,8 +27,10 @@ class ReproduceConfig:
     "What `reproduce` runs on CPU before the notebooks."
     name: str
     per_n: int | None = None          # embedded build: puzzles per N per split (None: BuildConfig.embedded's default)
+    test_size: int | None = None      # embedded build: at most this many test puzzles (None: the builder's default)
     solvers: tuple = ("random", "marker", "reference")
     tiny: bool = True                 # tiny Qwen2: answer-only SFT, inference (batch, cell, open), GRPO runs
+    micro: bool = False               # "Cell-o1 in miniature": micro SFT, GRPO A/B/D, held-out predictions
     sft_steps: int = 40
     grpo_configs: tuple = ("A", "B", "D")
     grpo_steps: int = 4
@@ -37,12 +43,14 @@ REPRODUCE_PRESETS = {
     "embedded": ReproduceConfig("embedded"),
     "smoke": ReproduceConfig("smoke", per_n=10, solvers=("random", "marker"), sft_steps=3, grpo_configs=("A",), grpo_steps=1,
                              val_puzzles=2, max_tokens=32, cell_tokens=8, n_boot=20),
+    "micro": ReproduceConfig("micro", per_n=300, test_size=90, tiny=False, micro=True, val_puzzles=8, cell_tokens=16),
     "paper": ReproduceConfig("paper", tiny=False),
 }
 
 def reproduce_config(name: str, **overrides) -> ReproduceConfig:
     "A preset by name, with overrides (None values ignored)."
-    if name not in REPRODUCE_PRESETS: raise InputError(name, f"unknown reproduce preset; choose from {', '.join(REPRODUCE_PRESETS)}")
+    if name not in REPRODUCE_PRESETS:
+        raise InputError(name, f"unknown reproduce preset; choose from {', '.join(REPRODUCE_PRESETS)}")
     return replace(REPRODUCE_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
 
 # %% ../nbs/12_reproduce.ipynb #64439ab0
@@ -76,7 +84,7 @@ def run_solvers(data, results, cfg: ReproduceConfig) -> list[Path]:
 # %% ../nbs/12_reproduce.ipynb #a83eab81
 def _tiny_sft(data, root: Path, cfg: ReproduceConfig) -> tuple[Path, Path]:
     "The tiny base model and its merged answer-only SFT model (built once)."
-    from cello1.inference import build_tiny_model
+    from cello1.tiny import build_tiny_model
     from cello1.puzzles import load_cellpuzzles
     from cello1.sft import merge, sft_preset, train_sft
     base, merged = root / "tiny" / "base", root / "tiny" / "sft-merged"
@@ -118,10 +126,75 @@ def run_tiny(data, results, cfg: ReproduceConfig):
     _tiny_predictions(data, root, merged, cfg)
     _tiny_grpo(data, root, base, merged, cfg)
 
+# %% ../nbs/12_reproduce.ipynb #95f5d3c1
+@contextmanager
+def stage(name: str, times: dict):
+    "Print one line per stage with its wall time, and record it in `times`."
+    t = time.time()
+    print(f"[reproduce] {name} ...", file=sys.stderr, flush=True)
+    yield
+    times[name] = round(time.time() - t, 1)
+    print(f"[reproduce] {name}: {times[name]:.1f} s", file=sys.stderr, flush=True)
+
+MICRO_MODELS = {"micro-sft": "SFT", "micro-grpo-A": "GRPO A", "micro-grpo-B": "GRPO B", "micro-grpo-D": "GRPO D"}
+MICRO_STARTS = {"A": "sft", "B": "base", "D": "sft"}
+
+# %% ../nbs/12_reproduce.ipynb #7119242b
+def _micro_predict(data, root: Path, stem: str, model: Path, cfg: ReproduceConfig, times: dict):
+    "Held-out predictions of one micro model: greedy cell-level, Hungarian-repaired, sampled."
+    from cello1.inference import SamplingConfig, make_backend, predict
+    runs = (("cell", stem, "cell", None, 0.0), ("test", f"{stem}-hungarian", "batch", "hungarian", 0.0),
+            ("sampled", stem, "cell", None, 1.0))
+    todo = [r for r in runs if not (root / "predictions" / r[0] / f"{r[1]}.jsonl").exists()]
+    if not todo: return
+    backend = make_backend("transformers", str(model))
+    for task, name, mode, repair, temp in todo:
+        with stage(f"predict {name} ({task})", times):
+            predict(split_file(data, "test"), backend, root / "predictions" / task / f"{name}.jsonl", mode=mode,
+                    cfg=SamplingConfig(max_tokens=cfg.cell_tokens, temperature=temp, seed=0), repair=repair, progress=False)
+
+def _micro_train(data, root: Path, cfg: ReproduceConfig, times: dict) -> dict:
+    "The micro base model, its SFT and GRPO runs (skipping what exists); stem -> model directory."
+    from cello1.grpo import grpo_preset, train_grpo_trl
+    from cello1.puzzles import load_cellpuzzles
+    from cello1.sft import sft_preset, train_sft
+    from cello1.tiny import build_tiny_model
+    base, sft = root / "micro" / "base", root / "training" / "sft" / "model"
+    with stage("base model", times):
+        if not (base / "config.json").exists(): build_tiny_model(base, load_cellpuzzles(data, "train"), "micro")
+    with stage("SFT", times):
+        if not (sft / "config.json").exists(): train_sft(sft_preset("micro", model=str(base)), split_file(data, "train"), sft.parent)
+    val = root / "micro" / "val.jsonl"
+    val.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in load_cellpuzzles(data, "test")[:cfg.val_puzzles]))
+    models, starts = {"micro-sft": sft}, {"sft": sft, "base": base}
+    for name in cfg.grpo_configs:
+        out = root / "training" / name
+        with stage(f"GRPO {name}", times):
+            if not (out / "model" / "config.json").exists():
+                train_grpo_trl(grpo_preset(f"micro-{name}", model=str(starts[MICRO_STARTS[name]])), split_file(data, "train"),
+                               out, val=val)
+        models[f"micro-grpo-{name}"] = out / "model"
+    return models
+
+def run_micro(data, results, cfg: ReproduceConfig, times: dict | None = None) -> Path:
+    "Cell-o1 in miniature: train, predict, and write `micro.json` (stage times, model sizes)."
+    root, times = Path(results), {} if times is None else times
+    models = _micro_train(data, root, cfg, times)
+    for stem, model in models.items(): _micro_predict(data, root, stem, model, cfg, times)
+    info = json.loads((root / "micro" / "base" / "tiny.json").read_text())
+    out = root / "micro.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(times=times, parameters=info["parameters"], vocab=info["vocab"],
+                                   models={k: str(v) for k, v in models.items()}), indent=1) + "\n")
+    tmp.replace(out)
+    return out
+
 # %% ../nbs/12_reproduce.ipynb #6c250308
 METRICS = ["response_length", "cell_acc", "batch_acc", "format_validity", "uniqueness"]
 MODEL_NAMES = {"random": "random assignment", "marker": "marker solver (cellconsensus)", "reference": "reference solver (train profiles)",
                "marker-open": "open marker solver (all CL types)", "tiny-sft": "tiny Qwen2, answer-only SFT (CPU)"}
+MODEL_NAMES |= {s: f"micro Qwen2, {n} (greedy)" for s, n in MICRO_MODELS.items()}
+MODEL_NAMES |= {f"{s}-hungarian": f"micro Qwen2, {n} (Hungarian-repaired)" for s, n in MICRO_MODELS.items()}
 
 def reported(artefact: str, paper_dir="paper") -> "pd.DataFrame":
     "The paper's numbers for one artefact, one row per (setting, model, condition)."
@@ -222,21 +295,35 @@ def _results_readme(rows: list, results: Path, profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/12_reproduce.ipynb #c4c07dc5
+def saved_micro(results) -> Path | None:
+    "The results directory of a finished `make reproduce-micro` run under `results`, if any."
+    d = Path(results) / "micro"
+    return d if (d / "micro.json").is_file() else None
+
 def reproduce(profile: str = "embedded", data=None, results="results", figures="figures", paper_dir="paper",
               only: list | None = None, preset: str | None = None, cpu: bool = True, jobs: int = 2) -> list[Path]:
     "Build or take `data`, run the CPU stage, execute the paper notebooks; returns the executed copies."
     if profile not in PROFILES: raise InputError(profile, f"unknown profile; choose from {', '.join(PROFILES)}")
-    cfg, results, figures = reproduce_config(preset or profile), Path(results), Path(figures)
-    if data is None and profile != "embedded": raise InputError(profile, "the paper profile needs --data DIR (built or public CellPuzzles)")
+    results, figures = Path(results), Path(figures)
+    if preset is None and profile == "embedded" and data is None and saved_micro(results):
+        results, preset = saved_micro(results), "micro"
+        print(f"[reproduce] using the saved micro run in {results} (make reproduce-micro); delete it to use the "
+              "tiny model instead", file=sys.stderr)
+    cfg, times = reproduce_config(preset or profile), {}
+    if data is None and profile != "embedded":
+        raise InputError(profile, "the paper profile needs --data DIR (built or public CellPuzzles)")
     nbs = select_notebooks(paper_dir, only)
     if data is None:
         data = results / "embedded"
-        build_embedded(BuildConfig.embedded(**({"per_n": cfg.per_n} if cfg.per_n else {})), data, progress=False)
+        opts = {k: v for k, v in dict(per_n=cfg.per_n, test_size=cfg.test_size).items() if v}
+        with stage("build", times): build_embedded(BuildConfig.embedded(**opts), data, progress=False)
     if not Path(data).is_dir(): raise InputError(data, "not a directory of CellPuzzles splits")
     if cpu:
-        run_solvers(data, results, cfg)
-        if cfg.tiny and split_file(data, "train"): run_tiny(data, results, cfg)
+        with stage("solvers", times): run_solvers(data, results, cfg)
+        if cfg.tiny and split_file(data, "train"):
+            with stage("tiny model", times): run_tiny(data, results, cfg)
+        if cfg.micro and split_file(data, "train"): run_micro(data, results, cfg, times)
     params = dict(profile=profile, data_dir=str(data), results_dir=str(results), figures_dir=str(figures), n_boot=cfg.n_boot)
-    rows = list(zip(nbs, run_notebooks(nbs, results, params, jobs)))
+    with stage(f"notebooks ({len(nbs)})", times): rows = list(zip(nbs, run_notebooks(nbs, results, params, jobs)))
     (results / "README.md").write_text(_results_readme(rows, results, profile), encoding="utf-8")
     return [out for _, out in rows]

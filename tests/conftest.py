@@ -81,7 +81,7 @@ def warm_up_format(model_dir, records, steps=200, lr=6e-3):
 def tiny(tmp_path_factory):
     "Embedded puzzles (6 test, 24 train) and a tiny Qwen2 model built and format-warmed on them, offline."
     pytest.importorskip("transformers")
-    from cello1.inference import build_tiny_model
+    from cello1.tiny import build_tiny_model
     from cello1.puzzles import BuildConfig, build_embedded, load_cellpuzzles
     root = tmp_path_factory.mktemp("tiny")
     build_embedded(BuildConfig.embedded(per_n=10), root / "puzzles", progress=False)
