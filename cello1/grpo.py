@@ -58,7 +58,7 @@ class GRPOPreset:
     threads: int = 0                  # TRL on CPU: torch threads (0: torch's default)
 
 _MICRO = dict(task="cell", rollouts=4, max_prompt_length=1024, max_response_length=16, train_batch_size=8, ppo_mini_batch=8,
-              micro_batch_per_gpu=8, epochs=1, lr=1e-4, nnodes=1, gpus_per_node=1, tensor_parallel=1, max_steps=60,
+              micro_batch_per_gpu=8, epochs=1, lr=5e-4, nnodes=1, gpus_per_node=1, tensor_parallel=1, max_steps=60,
               save_freq=-1, test_freq=20, threads=1)
 GRPO_PRESETS = {
     "A": GRPOPreset("A"),

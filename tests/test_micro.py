@@ -42,7 +42,7 @@ def test_grpo_raises_a_planted_reward(micro_sft, tiny, tmp_path):
     ds = trl_dataset(tiny["train"], "cell")
     label = Counter(ds["answer"]).most_common(1)[0][0]
     planted = ds.filter(lambda r: r["answer"] == label)
-    preset = grpo_preset("micro-A", model=str(micro_sft["sft"]), max_steps=20, lr=5e-3, test_freq=0, temperature=0.5)
+    preset = grpo_preset("micro-A", model=str(micro_sft["sft"]), max_steps=20, lr=1e-3, test_freq=0, temperature=0.5)
     train_grpo_trl(preset, planted, tmp_path / "grpo")
     rows = [r for r in read_jsonl(tmp_path / "grpo" / "dynamics.jsonl") if "reward" in r]
     assert len(rows) == 20
