@@ -191,7 +191,8 @@ def _slurm_config(a, out, nodes=1, gpus=8):
 def _sft_parser(sub):
     "Options of `cello1 sft`."
     from cello1.sft import SFT_PRESETS
-    p = sub.add_parser("sft", help="SFT cold start with TRL (+ LoRA; micro: a full fine-tune of a model built from scratch)")
+    p = sub.add_parser("sft", help="SFT cold start with TRL (+ LoRA; micro: a full fine-tune of a model built "
+                                   "from scratch)")
     p.add_argument("--preset", choices=list(SFT_PRESETS), default="paper")
     p.add_argument("--model"); p.add_argument("--data", required=True, help="accepted.jsonl, the public reasoning split, or puzzles (answer-only)")
     p.add_argument("--out", required=True); p.add_argument("--epochs", type=float); p.add_argument("--max-steps", type=int)
@@ -244,9 +245,9 @@ def _grpo_config_summary(preset, out, has_eval: bool) -> dict:
     from cello1.grpo import trl_grpo_config
     try: c = trl_grpo_config(preset, out, has_eval)
     except ValueError as e: raise InputError(f"--preset {preset.name}", f"TRL rejects its GRPOConfig: {e}") from e
-    keys = ("generation_batch_size", "steps_per_generation", "per_device_train_batch_size", "gradient_accumulation_steps",
-            "num_generations", "max_completion_length", "mask_truncated_completions", "beta", "learning_rate",
-            "max_steps", "per_device_eval_batch_size")
+    keys = ("generation_batch_size", "steps_per_generation", "per_device_train_batch_size",
+            "gradient_accumulation_steps", "num_generations", "max_completion_length", "mask_truncated_completions",
+            "beta", "learning_rate", "max_steps", "per_device_eval_batch_size")
     return {k: getattr(c, k) for k in keys}
 
 def _grpo_verl(a, preset) -> dict:
@@ -265,7 +266,7 @@ def _merge_parser(sub):
 def _tiny_parser(sub):
     "Options of `cello1 tiny`."
     from cello1.tiny import TINY_SPECS
-    p = sub.add_parser("tiny", help="build a small Qwen2 model + tokenizer from scratch from training puzzles (tiny, micro)")
+    p = sub.add_parser("tiny", help="build a small Qwen2 model + tokenizer from scratch from training puzzles")
     p.add_argument("--preset", choices=list(TINY_SPECS), default="micro")
     p.add_argument("--data", required=True, help="CellPuzzles file or directory (its train split)")
     p.add_argument("--out", required=True, help="model directory")

@@ -111,7 +111,8 @@ def sbatch(script: str, path) -> str:
 def launch_verl(preset, data, val, out, slurm: SlurmConfig | None = None, dry_run: bool = False,
                 verl_python: str = ".verl-venv/bin/python") -> dict:
     "Prepare, validate, script and (unless dry_run) sbatch a verl GRPO run."
-    from cello1.grpo import prepare_verl_data, validate_verl_overrides, verl_command, verl_env
+    from cello1.grpo import check_engine, prepare_verl_data, validate_verl_overrides, verl_command, verl_env
+    check_engine(preset, "verl")
     if not preset.model: raise InputError("--model", "verl needs --model (the merged SFT model, or the base model for preset B)")
     out = Path(out)
     train_pq, val_pq = prepare_verl_data(data, val or data, out / "data")

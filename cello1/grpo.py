@@ -20,9 +20,9 @@ from .puzzles import load_cellpuzzles
 from .sft import DynamicsLog, dynamics_callback
 
 # %% auto #0
-__all__ = ['GRPO_PRESETS', 'DATA_SOURCE', 'GRPOPreset', 'grpo_preset', 'ppo_mini_batch', 'verl_rows', 'prepare_verl_data',
-           'reward_file', 'verl_overrides', 'verl_command', 'verl_env', 'validate_verl_overrides', 'verl_dynamics',
-           'trl_dataset', 'trl_reward_funcs', 'trl_batch_sizes', 'trl_grpo_config', 'train_grpo_trl']
+__all__ = ['GRPO_PRESETS', 'DATA_SOURCE', 'GRPOPreset', 'grpo_preset', 'check_engine', 'ppo_mini_batch', 'verl_rows',
+           'prepare_verl_data', 'reward_file', 'verl_overrides', 'verl_command', 'verl_env', 'validate_verl_overrides',
+           'verl_dynamics', 'trl_dataset', 'trl_reward_funcs', 'trl_batch_sizes', 'trl_grpo_config', 'train_grpo_trl']
 
 # %% ../nbs/08_grpo.ipynb #ed416eea
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ class GRPOPreset:
     mask_truncated: bool = False      # TRL: leave truncated completions out of the loss (verl keeps them, scored -1)
     threads: int = 0                  # TRL on CPU: torch threads (0: torch's default)
 
-_MICRO = dict(task="cell", rollouts=4, max_prompt_length=1024, max_response_length=16, train_batch_size=8, ppo_mini_batch=8,
-              micro_batch_per_gpu=8, epochs=1, lr=5e-4, nnodes=1, gpus_per_node=1, tensor_parallel=1, max_steps=60,
-              save_freq=-1, test_freq=20, threads=1)
+_MICRO = dict(task="cell", rollouts=4, max_prompt_length=1024, max_response_length=16, train_batch_size=8,
+              ppo_mini_batch=8, micro_batch_per_gpu=8, epochs=1, lr=5e-4, nnodes=1, gpus_per_node=1, tensor_parallel=1,
+              max_steps=60, save_freq=-1, test_freq=20, threads=1)
 GRPO_PRESETS = {
     "A": GRPOPreset("A"),
     "B": GRPOPreset("B", model="Qwen/Qwen2.5-7B-Instruct"),
@@ -77,6 +77,12 @@ def grpo_preset(name: str, **overrides) -> GRPOPreset:
     "A preset by name, with overrides (None values ignored)."
     if name not in GRPO_PRESETS: raise InputError(name, f"unknown GRPO preset; choose from {', '.join(GRPO_PRESETS)}")
     return replace(GRPO_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+def check_engine(p: GRPOPreset, engine: str):
+    "Refuse a preset an engine would train as something else: PPO (C) on TRL's GRPO, one-cell prompts on verl."
+    if engine == "trl" and p.adv_estimator != "grpo":
+        raise InputError(p.name, f"is {p.adv_estimator} (PPO with a critic): verl only, not TRL's GRPO")
+    if engine == "verl" and p.task != "batch": raise InputError(p.name, f"trains on {p.task} prompts: TRL only (--engine trl)")
 
 def ppo_mini_batch(p: GRPOPreset) -> int:
     "Prompts per policy update (verl's ppo_mini_batch_size)."
@@ -109,6 +115,7 @@ def reward_file() -> str:
 
 def verl_overrides(p: GRPOPreset, train_parquet, val_parquet, out_dir) -> list[str]:
     "Hydra overrides of verl's ppo_trainer config for a preset."
+    check_engine(p, "verl")
     ppo_mini = ppo_mini_batch(p)
     o = [f"algorithm.adv_estimator={p.adv_estimator}", f"data.train_files={train_parquet}", f"data.val_files={val_parquet}",
          f"data.train_batch_size={p.train_batch_size}", f"data.max_prompt_length={p.max_prompt_length}",
@@ -185,12 +192,13 @@ def verl_dynamics(verl_jsonl, out, stage: str = "grpo") -> Path:
 
 # %% ../nbs/08_grpo.ipynb #efce036b
 def trl_dataset(source, task: str = "batch") -> "Dataset":
-    "A TRL prompt dataset (prompt = chat messages, answer = gold labels) from a CellPuzzles file: batch or one-cell prompts."
+    "A TRL prompt dataset (prompt = chat messages, answer = gold labels): batch or one-cell prompts of a puzzle file."
     from datasets import Dataset
     recs = load_cellpuzzles(source, "train")
     if task == "batch": return Dataset.from_list([dict(prompt=batch_messages(r), answer=r["answer"]) for r in recs])
     if task != "cell": raise InputError(task, "GRPO task must be batch or cell")
-    return Dataset.from_list([dict(prompt=m, answer=g) for r in recs for m, g in zip(cell_messages(r), gold_items(r["answer"]))])
+    rows = [dict(prompt=m, answer=g) for r in recs for m, g in zip(cell_messages(r), gold_items(r["answer"]))]
+    return Dataset.from_list(rows)
 
 def trl_reward_funcs(p: GRPOPreset) -> list:
     "The preset's reward (weight 1) and the accuracy TRL logs beside it (weight 0)."
@@ -214,7 +222,9 @@ def trl_batch_sizes(p: GRPOPreset, processes: int = 1) -> dict:
 def trl_grpo_config(p: GRPOPreset, out, has_eval: bool = True, cpu: bool = True):
     "The TRL GRPOConfig of a preset, verl's batch semantics mapped (see above)."
     from trl import GRPOConfig
-    s = trl_batch_sizes(p)
+    check_engine(p, "trl")
+    s = trl_batch_sizes(p, int(os.environ.get("WORLD_SIZE", "1")))
+    evals = has_eval and p.test_freq > 0
     return GRPOConfig(output_dir=str(out), learning_rate=p.lr, num_generations=p.rollouts,
                       generation_batch_size=s["generation_batch_size"],
                       per_device_train_batch_size=s["per_device_train_batch_size"],
@@ -222,8 +232,7 @@ def trl_grpo_config(p: GRPOPreset, out, has_eval: bool = True, cpu: bool = True)
                       max_completion_length=p.max_response_length, mask_truncated_completions=p.mask_truncated,
                       beta=p.kl_coef if p.use_kl_loss else 0.0, temperature=p.temperature, num_train_epochs=p.epochs,
                       max_steps=p.max_steps * s["updates_per_step"] if p.max_steps > 0 else -1, logging_steps=1,
-                      eval_strategy="steps" if has_eval else "no",
-                      eval_steps=p.test_freq * s["updates_per_step"] if p.test_freq > 0 else None,
+                      eval_strategy="steps" if evals else "no", eval_steps=p.test_freq * s["updates_per_step"] if evals else None,
                       per_device_eval_batch_size=p.rollouts * max(1, s["per_device_train_batch_size"] // p.rollouts),
                       num_generations_eval=p.rollouts, save_strategy="no" if p.save_freq < 0 else "steps",
                       save_steps=max(p.save_freq, 1) * s["updates_per_step"], use_cpu=cpu, bf16=not cpu, report_to=[],
@@ -237,7 +246,7 @@ def train_grpo_trl(preset: GRPOPreset, data, out, val=None) -> dict:
     if not preset.model: raise InputError("--model", f"preset {preset.name!r} needs --model PATH")
     if preset.threads: torch.set_num_threads(preset.threads)
     out, cpu = Path(out), not torch.cuda.is_available()
-    log = DynamicsLog(out / "dynamics.jsonl", "trl", "grpo")
+    log = DynamicsLog(out / "dynamics.jsonl", "trl", "grpo", fresh=True)
     train = data if hasattr(data, "column_names") else trl_dataset(data, preset.task)
     evals = None if val is None else val if hasattr(val, "column_names") else trl_dataset(val, preset.task)
     trainer = GRPOTrainer(model=preset.model, reward_funcs=trl_reward_funcs(preset), train_dataset=train,

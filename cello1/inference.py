@@ -123,9 +123,9 @@ class PredictionStore:
         self._check_compatible()
 
     def _check_compatible(self):
-        "Refuse to mix settings or repair modes in one file."
+        "Refuse to mix settings, repair modes, backends or models in one file."
         for r in self.records:
-            for k in ("mode", "repair"):
+            for k in ("mode", "repair", "backend", "model"):
                 if k in self.meta and r.get(k) != self.meta[k]:
                     raise InputError(self.path, f"holds {k}={r.get(k)!r} predictions; write {k}={self.meta[k]!r} ones to another file")
 

@@ -78,13 +78,11 @@ def dense_reward(response, answer) -> float:
 REWARDS = {"batch": batch_reward, "dense": dense_reward}
 
 # %% ../nbs/03_metrics.ipynb #e31b0b72
-_CELL = re.compile(r"<think>.*</think>\n<answer>([^|]*)</answer>\n?", re.S)
-
 def cell_answer(response) -> str | None:
     "The label of a strict-format one-cell response (Table 10), or None when it is malformed."
     if not isinstance(response, str) or any(response.count(t) != 1 for t in TAGS): return None
-    m = _CELL.fullmatch(response)
-    return (m.group(1).strip() or None) if m else None
+    m = _STRICT.fullmatch(response)
+    return (m.group(1).strip() or None) if m and "|" not in m.group(1) else None
 
 def cell_reward(response, label) -> float:
     "Eq. 2 on one cell: -1 if malformed, 1 if the label is right (case-insensitive), else 0."

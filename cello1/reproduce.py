@@ -128,63 +128,83 @@ def run_tiny(data, results, cfg: ReproduceConfig):
 
 # %% ../nbs/12_reproduce.ipynb #95f5d3c1
 @contextmanager
-def stage(name: str, times: dict):
-    "Print one line per stage with its wall time, and record it in `times`."
+def stage(name: str, times: dict, done: bool = False):
+    "Print one line per stage with its wall time and record it in `times`; a stage `done` before is only named."
+    if done:
+        print(f"[reproduce] {name}: done before, kept", file=sys.stderr, flush=True)
+        yield
+        return
     t = time.time()
     print(f"[reproduce] {name} ...", file=sys.stderr, flush=True)
     yield
     times[name] = round(time.time() - t, 1)
     print(f"[reproduce] {name}: {times[name]:.1f} s", file=sys.stderr, flush=True)
 
-MICRO_MODELS = {"micro-sft": "SFT", "micro-grpo-A": "GRPO A", "micro-grpo-B": "GRPO B", "micro-grpo-D": "GRPO D"}
+MICRO_MODELS = {"micro-base": "untrained base", "micro-sft": "SFT", "micro-grpo-A": "GRPO A", "micro-grpo-B": "GRPO B",
+                "micro-grpo-D": "GRPO D (= A on one cell)"}
 MICRO_STARTS = {"A": "sft", "B": "base", "D": "sft"}
 
 # %% ../nbs/12_reproduce.ipynb #7119242b
+def _covers(path: Path, ids: set) -> bool:
+    "Whether a prediction file holds an answer for every id (predict resumes the rest)."
+    from cello1.inference import read_jsonl_tolerant
+    return path.exists() and ids <= {r.get("id") for r in read_jsonl_tolerant(path)}
+
 def _micro_predict(data, root: Path, stem: str, model: Path, cfg: ReproduceConfig, times: dict):
-    "Held-out predictions of one micro model: greedy cell-level, Hungarian-repaired, sampled."
+    "Held-out predictions of one micro model: greedy cell-level, Hungarian-repaired, sampled (resumed if cut short)."
     from cello1.inference import SamplingConfig, make_backend, predict
+    from cello1.puzzles import load_cellpuzzles
+    ids, backend = {r["id"] for r in load_cellpuzzles(data, "test")}, None
     runs = (("cell", stem, "cell", None, 0.0), ("test", f"{stem}-hungarian", "batch", "hungarian", 0.0),
             ("sampled", stem, "cell", None, 1.0))
-    todo = [r for r in runs if not (root / "predictions" / r[0] / f"{r[1]}.jsonl").exists()]
-    if not todo: return
-    backend = make_backend("transformers", str(model))
-    for task, name, mode, repair, temp in todo:
-        with stage(f"predict {name} ({task})", times):
-            predict(split_file(data, "test"), backend, root / "predictions" / task / f"{name}.jsonl", mode=mode,
-                    cfg=SamplingConfig(max_tokens=cfg.cell_tokens, temperature=temp, seed=0), repair=repair, progress=False)
+    for task, name, mode, repair, temp in runs:
+        out = root / "predictions" / task / f"{name}.jsonl"
+        with stage(f"predict {name} ({task})", times, done=_covers(out, ids)):
+            if _covers(out, ids): continue
+            backend = backend or make_backend("transformers", str(model))
+            sampling = SamplingConfig(max_tokens=cfg.cell_tokens, temperature=temp, seed=0)
+            predict(split_file(data, "test"), backend, out, mode=mode, cfg=sampling, repair=repair, progress=False)
+
+def _trained(out: Path, preset: str, model: str | None = None) -> bool:
+    "Whether `out` holds a finished run of `preset` (from `model`); another run there is an error, not reused."
+    if not (out / "model" / "config.json").exists(): return False
+    p = json.loads((out / "preset.json").read_text()) if (out / "preset.json").exists() else {}
+    if p.get("name") != preset or (model and p.get("model") != model):
+        raise InputError(out, f"holds a {p.get('name', 'unknown')} run from {p.get('model')!r}, not {preset} from "
+                              f"{model!r}; use another --results directory (make reproduce-micro uses results/micro)")
+    return True
 
 def _micro_train(data, root: Path, cfg: ReproduceConfig, times: dict) -> dict:
-    "The micro base model, its SFT and GRPO runs (skipping what exists); stem -> model directory."
+    "The micro base model, its SFT and GRPO runs (finished ones are kept); stem -> model directory."
     from cello1.grpo import grpo_preset, train_grpo_trl
     from cello1.puzzles import load_cellpuzzles
     from cello1.sft import sft_preset, train_sft
     from cello1.tiny import build_tiny_model
-    base, sft = root / "micro" / "base", root / "training" / "sft" / "model"
-    with stage("base model", times):
+    base, sft = root / "micro" / "base", root / "training" / "sft"
+    with stage("base model", times, done=(base / "config.json").exists()):
         if not (base / "config.json").exists(): build_tiny_model(base, load_cellpuzzles(data, "train"), "micro")
-    with stage("SFT", times):
-        if not (sft / "config.json").exists(): train_sft(sft_preset("micro", model=str(base)), split_file(data, "train"), sft.parent)
-    val = root / "micro" / "val.jsonl"
-    val.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in load_cellpuzzles(data, "test")[:cfg.val_puzzles]))
-    models, starts = {"micro-sft": sft}, {"sft": sft, "base": base}
+    with stage("SFT", times, done=_trained(sft, "micro", str(base))):
+        if not _trained(sft, "micro", str(base)): train_sft(sft_preset("micro", model=str(base)), split_file(data, "train"), sft)
+    val, first = root / "micro" / "val.jsonl", load_cellpuzzles(data, "test")[:cfg.val_puzzles]
+    val.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in first))
+    starts = {"sft": str(sft / "model"), "base": str(base)}
+    models = {"micro-base": base, "micro-sft": sft / "model"}
     for name in cfg.grpo_configs:
-        out = root / "training" / name
-        with stage(f"GRPO {name}", times):
-            if not (out / "model" / "config.json").exists():
-                train_grpo_trl(grpo_preset(f"micro-{name}", model=str(starts[MICRO_STARTS[name]])), split_file(data, "train"),
-                               out, val=val)
+        out, preset = root / "training" / name, grpo_preset(f"micro-{name}", model=starts[MICRO_STARTS[name]])
+        with stage(f"GRPO {name}", times, done=_trained(out, preset.name, preset.model)):
+            if not _trained(out, preset.name, preset.model): train_grpo_trl(preset, split_file(data, "train"), out, val=val)
         models[f"micro-grpo-{name}"] = out / "model"
     return models
 
 def run_micro(data, results, cfg: ReproduceConfig, times: dict | None = None) -> Path:
-    "Cell-o1 in miniature: train, predict, and write `micro.json` (stage times, model sizes)."
+    "Cell-o1 in miniature: train, predict, and write `micro.json` (stage times, kept across reruns; model sizes)."
     root, times = Path(results), {} if times is None else times
     models = _micro_train(data, root, cfg, times)
     for stem, model in models.items(): _micro_predict(data, root, stem, model, cfg, times)
-    info = json.loads((root / "micro" / "base" / "tiny.json").read_text())
-    out = root / "micro.json"
+    info, out = json.loads((root / "micro" / "base" / "tiny.json").read_text()), root / "micro.json"
+    old = json.loads(out.read_text())["times"] if out.exists() else {}
     tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dict(times=times, parameters=info["parameters"], vocab=info["vocab"],
+    tmp.write_text(json.dumps(dict(times={**old, **times}, parameters=info["parameters"], vocab=info["vocab"],
                                    models={k: str(v) for k, v in models.items()}), indent=1) + "\n")
     tmp.replace(out)
     return out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .data import InputError
 from .metrics import answer_only_response, gold_items
-from .prompts import cell_messages
+from .prompts import cell_messages, chat
 from .puzzles import SYSTEM_MSG, load_cellpuzzles
 
 # %% auto #0
@@ -53,9 +53,10 @@ SFT_PRESETS = {
     "tiny": SFTPreset("tiny", "", lora_r=8, lora_alpha=16, lora_dropout=0.0, learning_rate=5e-3, epochs=1, batch_size=2,
                       grad_accum=1, max_length=4096, eval_frac=0.25, max_steps=6, logging_steps=1, bf16=False,
                       gradient_checkpointing=False),
-    "micro": SFTPreset("micro", "", lora_r=0, learning_rate=2e-3, epochs=1, batch_size=16, grad_accum=1, max_length=1024,
-                       eval_frac=0.05, target="cell-answer", max_steps=400, logging_steps=10, bf16=False,
-                       gradient_checkpointing=False, warmup=0.05, scheduler="cosine", eval_steps=100, threads=1),
+    "micro": SFTPreset("micro", "", lora_r=0, learning_rate=2e-3, epochs=1, batch_size=16, grad_accum=1,
+                       max_length=1024, eval_frac=0.05, target="cell-answer", max_steps=400, logging_steps=10,
+                       bf16=False, gradient_checkpointing=False, warmup=0.05, scheduler="cosine", eval_steps=100,
+                       threads=1),
 }
 TARGETS = ("reasoning", "answer", "cell-answer")
 
@@ -68,25 +69,26 @@ def sft_preset(name: str, **overrides) -> SFTPreset:
 
 # %% ../nbs/07_sft.ipynb #297ba5b9
 ANSWER_ONLY_SYSTEM_MSG = SYSTEM_MSG.replace(
-    "Include your detailed reasoning within <think> and </think> tags, and provide your final answer within <answer> and "
-    "</answer> tags.", "Do not explain your reasoning: leave <think> and </think> empty and provide only the final answer "
-    "within <answer> and </answer> tags.")
+    "Include your detailed reasoning within <think> and </think> tags, and provide your final answer within "
+    "<answer> and </answer> tags.",
+    "Do not explain your reasoning: leave <think> and </think> empty and provide only the final answer within "
+    "<answer> and </answer> tags.")
 
-def _chat(system: str, user: str, reply: str) -> dict:
-    "One conversational example."
-    return dict(messages=[{"role": "system", "content": system}, {"role": "user", "content": user},
-                          {"role": "assistant", "content": reply}])
+def _example(messages: list, reply: str) -> dict:
+    "One conversational example: a chat and the assistant's reply."
+    return dict(messages=messages + [{"role": "assistant", "content": reply}])
 
 def sft_examples(record: dict, target: str = "reasoning") -> list[dict]:
-    "The conversational SFT examples of one distilled, public-reasoning or puzzle record (one per cell for cell-answer)."
-    if target == "answer": return [_chat(ANSWER_ONLY_SYSTEM_MSG, record["user_msg"], answer_only_response(record["answer"]))]
+    "The SFT chats of one distilled, public-reasoning or puzzle record (one per cell for cell-answer)."
+    if target == "answer":
+        return [_example(chat(ANSWER_ONLY_SYSTEM_MSG, record["user_msg"]), answer_only_response(record["answer"]))]
     if target == "cell-answer":
-        return [dict(messages=m + [{"role": "assistant", "content": answer_only_response(g)}])
-                for m, g in zip(cell_messages(record), gold_items(record["answer"]))]
+        return [_example(m, answer_only_response(g)) for m, g in zip(cell_messages(record), gold_items(record["answer"]))]
     reply = record.get("response") or record.get("assistant_msg")
-    if not reply: raise InputError(record.get("id", "record"), "has no 'response' or 'assistant_msg' (a reasoning trace); "
-                                   "use --preset answer-only for plain puzzles")
-    return [_chat(record.get("system_msg") or SYSTEM_MSG, record["user_msg"], reply)]
+    if not reply:
+        raise InputError(record.get("id", "record"), "has no 'response' or 'assistant_msg' (a reasoning trace); "
+                         "use --preset answer-only for plain puzzles")
+    return [_example(chat(record.get("system_msg") or SYSTEM_MSG, record["user_msg"]), reply)]
 
 def load_sft_examples(source, target: str = "reasoning") -> list[dict]:
     "SFT examples from a JSONL/JSON/parquet file or directory (split 'reasoning' or 'train')."
@@ -106,9 +108,10 @@ SHARED_NAMES = {  # engine key -> shared name
 
 class DynamicsLog:
     "Append-only JSONL of training dynamics in the shared schema."
-    def __init__(self, path, engine: str, stage: str):
+    def __init__(self, path, engine: str, stage: str, fresh: bool = False):
         self.path, self.engine, self.stage = Path(path), engine, stage
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh: self.path.unlink(missing_ok=True)  # a run starting from step 0 must not append to an older run's rows
 
     def write(self, step: int, logs: dict, epoch: float | None = None):
         "Record the known metrics of one step."
@@ -163,11 +166,12 @@ def train_sft(preset: SFTPreset, data, out) -> dict:
     ds = Dataset.from_list(examples)
     split = ds.train_test_split(test_size=preset.eval_frac, seed=preset.seed) if preset.eval_frac and len(ds) > 4 else None
     tok = AutoTokenizer.from_pretrained(preset.model, padding_side="left", truncation_side="left")
-    log = DynamicsLog(out / "dynamics.jsonl", "trl", "sft")
+    resume = _last_checkpoint(out)
+    log = DynamicsLog(out / "dynamics.jsonl", "trl", "sft", fresh=resume is None)
     trainer = SFTTrainer(model=preset.model, args=_sft_args(preset, out, split is not None, cpu), processing_class=tok,
                          train_dataset=split["train"] if split else ds, eval_dataset=split["test"] if split else None,
                          peft_config=_lora(preset), callbacks=[dynamics_callback(log)])
-    result = trainer.train(resume_from_checkpoint=_last_checkpoint(out))
+    result = trainer.train(resume_from_checkpoint=resume)
     kind = "adapter" if preset.lora_r else "model"
     trainer.save_model(str(out / kind))
     tok.save_pretrained(out / kind)
