@@ -204,7 +204,7 @@ def run_micro(data, results, cfg: ReproduceConfig, times: dict | None = None) ->
     info, out = json.loads((root / "micro" / "base" / "tiny.json").read_text()), root / "micro.json"
     old = json.loads(out.read_text())["times"] if out.exists() else {}
     tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dict(times={**old, **times}, parameters=info["parameters"], vocab=info["vocab"],
+    tmp.write_text(json.dumps(dict(times={**times, **old}, parameters=info["parameters"], vocab=info["vocab"],
                                    models={k: str(v) for k, v in models.items()}), indent=1) + "\n")
     tmp.replace(out)
     return out

@@ -26,8 +26,8 @@ def micro_sft(tiny, tmp_path_factory):
 
 
 def test_sft_lowers_loss_and_raises_heldout_token_accuracy(micro_sft, tiny):
-    "Token accuracy on chats of test cells (never trained on): mostly the answer format at this size, which the untrained
-    model gets wrong; label learning is measured by make reproduce-micro, not here."
+    """Token accuracy on chats of test cells (never trained on): mostly the answer format at this size, which the
+    untrained model gets wrong; label learning is measured by make reproduce-micro, not here."""
     from cello1.puzzles import load_cellpuzzles
     from cello1.sft import sft_examples, token_accuracy
     rows = [r for r in read_jsonl(micro_sft["run"] / "dynamics.jsonl") if "loss" in r]
@@ -44,15 +44,15 @@ def test_grpo_raises_a_planted_reward(micro_sft, tiny, tmp_path):
     ds = trl_dataset(tiny["train"], "cell")
     label = Counter(ds["answer"]).most_common(1)[0][0]
     planted = ds.filter(lambda r: r["answer"] == label)
-    preset = grpo_preset("micro-A", model=str(micro_sft["sft"]), max_steps=20, lr=1e-3, test_freq=0, temperature=0.5)
+    preset = grpo_preset("micro-A", model=str(micro_sft["sft"]), max_steps=12, lr=1e-3, test_freq=0, temperature=0.5)
     train_grpo_trl(preset, planted, tmp_path / "grpo")
     rows = [r for r in read_jsonl(tmp_path / "grpo" / "dynamics.jsonl") if "reward" in r]
-    assert len(rows) == 20
+    assert len(rows) == 12
     # cell_acc (the weight-0 accuracy) is 1 only for the planted label, so format gains alone cannot raise it
     acc = [r["cell_acc"] for r in rows]
-    first, last = sum(acc[:4]) / 4, sum(acc[-4:]) / 4
+    first, last = sum(acc[:3]) / 3, sum(acc[-3:]) / 3
     assert last > first + 0.3, (first, last, acc)
-    assert sum(r["reward"] for r in rows[-4:]) > sum(r["reward"] for r in rows[:4])
+    assert sum(r["reward"] for r in rows[-3:]) > sum(r["reward"] for r in rows[:3])
 
 
 def test_trl_dry_run_builds_every_preset(capsys, tmp_path):
