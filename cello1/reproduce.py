@@ -213,8 +213,8 @@ def run_micro(data, results, cfg: ReproduceConfig, times: dict | None = None) ->
 METRICS = ["response_length", "cell_acc", "batch_acc", "format_validity", "uniqueness"]
 MODEL_NAMES = {"random": "random assignment", "marker": "marker solver (cellconsensus)", "reference": "reference solver (train profiles)",
                "marker-open": "open marker solver (all CL types)", "tiny-sft": "tiny Qwen2, answer-only SFT (CPU)"}
-MODEL_NAMES |= {s: f"micro Qwen2, {n} (greedy)" for s, n in MICRO_MODELS.items()}
-MODEL_NAMES |= {f"{s}-hungarian": f"micro Qwen2, {n} (Hungarian-repaired)" for s, n in MICRO_MODELS.items()}
+MODEL_NAMES |= {s: f"micro Qwen2, {n}" for s, n in MICRO_MODELS.items()}
+MODEL_NAMES |= {f"{s}-hungarian": f"micro Qwen2, {n}, Hungarian-repaired" for s, n in MICRO_MODELS.items()}
 
 def reported(artefact: str, paper_dir="paper") -> "pd.DataFrame":
     "The paper's numbers for one artefact, one row per (setting, model, condition)."
