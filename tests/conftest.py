@@ -82,7 +82,8 @@ def tiny(tmp_path_factory):
     "Embedded puzzles (6 test, 24 train) and a tiny Qwen2 model built and format-warmed on them, offline."
     pytest.importorskip("transformers")
     from cello1.tiny import build_tiny_model
-    from cello1.puzzles import BuildConfig, build_embedded, load_cellpuzzles
+    from cello1.puzzles import BuildConfig, build_embedded
+    from cello1.records import load_cellpuzzles
     root = tmp_path_factory.mktemp("tiny")
     build_embedded(BuildConfig.embedded(per_n=10), root / "puzzles", progress=False)
     train = load_cellpuzzles(root / "puzzles", "train")

@@ -10,9 +10,10 @@ import pytest
 
 import cello1
 from conftest import cello1 as run_cli
-from cello1.annotation import UNASSIGNED, annotation_table, label_agreement, parse_labels
+from cello1.annotation import annotation_table, label_agreement, parse_labels
+from cello1.prompts import UNASSIGNED
 from cello1.cli import main
-from cello1.data import InputError
+from cello1.core import InputError
 from cello1.inference import SamplingConfig
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import cello1, read_jsonl
-from cello1.puzzles import check_record, parse_user_msg
+from cello1.prompts import parse_user_msg
+from cello1.records import check_record
 
 
 def independent_top(counts_row, names, n=50):

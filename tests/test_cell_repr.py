@@ -4,8 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from cello1.data import InputError
-from cello1.puzzles import BuildConfig, build, build_embedded, check_record, parse_user_msg
+from cello1.core import InputError
+from cello1.prompts import parse_user_msg
+from cello1.puzzles import BuildConfig, build, build_embedded
+from cello1.records import check_record
 
 
 def records(out, split="test"):

@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cello1.data import InputError, write_local_census
-from cello1.puzzles import BuildConfig, build_census, build_from_files, check_record
+from cello1.census import write_local_census
+from cello1.core import InputError
+from cello1.census import build_census
+from cello1.puzzles import BuildConfig, build_from_files
+from cello1.records import check_record
 
 CFG = BuildConfig.embedded(min_n=6, max_n=8, per_n=6, test_frac=0.34)
 
@@ -123,7 +126,7 @@ def test_cell_repr_from_the_census(census, local, cell_repr, tmp_path):
 
 
 def test_job_array_on_submitits_local_executor(census, h5ad_build, tmp_path):
-    from cello1.cluster import SlurmConfig, make_executor
+    from cello1.slurm import SlurmConfig, make_executor
     ex = make_executor(SlurmConfig(executor="local", folder=str(tmp_path / "logs"), time_min=10))
     m = build_census(CFG, tmp_path / "out", uri=census, chunk_cells=64, executor=ex, progress=False)
     assert m["census"]["executor"] == "LocalExecutor"

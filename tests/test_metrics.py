@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cello1.data import InputError
-from cello1.metrics import (answer_items, batch_reward, compute_score, dense_reward, evaluate, is_valid, read_predictions,
-                            score_batch, trl_batch_reward, trl_dense_reward)
+from cello1.core import InputError
+from cello1.metrics import answer_items, batch_reward, compute_score, dense_reward, evaluate, is_valid, score_batch, trl_batch_reward, trl_dense_reward
+from cello1.records import read_predictions
 
 labels = st.text(alphabet=st.characters(blacklist_characters="|<>\n\r", blacklist_categories=("Cs",)), min_size=1, max_size=12
                  ).map(str.strip).filter(bool)

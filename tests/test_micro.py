@@ -14,7 +14,7 @@ pytestmark = pytest.mark.training
 @pytest.fixture(scope="module")
 def micro_sft(tiny, tmp_path_factory):
     "A small micro-shaped model built from scratch, and 100 steps of `micro` SFT (cell-level answers) on it."
-    from cello1.puzzles import load_cellpuzzles
+    from cello1.records import load_cellpuzzles
     from cello1.sft import sft_preset, train_sft
     from cello1.tiny import build_tiny_model
     root = tmp_path_factory.mktemp("micro")
@@ -28,7 +28,7 @@ def micro_sft(tiny, tmp_path_factory):
 def test_sft_lowers_loss_and_raises_heldout_token_accuracy(micro_sft, tiny):
     """Token accuracy on chats of test cells (never trained on): mostly the answer format at this size, which the
     untrained model gets wrong; label learning is measured by make reproduce-micro, not here."""
-    from cello1.puzzles import load_cellpuzzles
+    from cello1.records import load_cellpuzzles
     from cello1.sft import sft_examples, token_accuracy
     rows = [r for r in read_jsonl(micro_sft["run"] / "dynamics.jsonl") if "loss" in r]
     assert len(rows) >= 5 and sum(r["loss"] for r in rows[-2:]) < 0.5 * sum(r["loss"] for r in rows[:2])

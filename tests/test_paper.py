@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cello1.metrics import evaluate_file
+from cello1.records import evaluate_file
 from conftest import ROOT, cello1, read_jsonl
 
 PAPER_MD = ROOT.parent / "shared" / "paper" / "cell-o1.md"

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from cello1.data import InputError
-from cello1.puzzles import check_record, format_user_msg, load_cellpuzzles, parse_user_msg, puzzle_table
+from cello1.core import InputError
+from cello1.prompts import format_user_msg, parse_user_msg
+from cello1.records import check_record, load_cellpuzzles, puzzle_table
 
 FILES = ["test_sample.jsonl", "reasoning_sample.jsonl", "unseen_sample.jsonl"]
 

@@ -5,7 +5,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 from cello1.bench import loop_top_genes, same_ranking
-from cello1.puzzles import top_gene_indices, top_genes
+from cello1.genes import top_gene_indices, top_genes
 
 
 def reference(dense, n):

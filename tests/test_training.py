@@ -16,7 +16,7 @@ pytestmark = pytest.mark.training
 def sft_data(tiny, tmp_path_factory):
     "Distillation-format SFT data for the tiny model: the marker solver plays the teacher (no LLM teacher offline)."
     out = tmp_path_factory.mktemp("sftdata") / "accepted.jsonl"
-    from cello1.puzzles import load_cellpuzzles
+    from cello1.records import load_cellpuzzles
     from cello1.solvers import make_solver, solve_record
     marker = make_solver("marker")
     recs = [dict(r, response=solve_record(marker, r)) for r in load_cellpuzzles(tiny["train"])]
@@ -121,7 +121,7 @@ def test_verl_accepts_every_preset(preset):
 def test_verl_rejects_the_public_scripts_overrides():
     if not Path(VERL_PY).exists():
         pytest.skip("no verl venv (make test-verl builds it)")
-    from cello1.data import InputError
+    from cello1.core import InputError
     from cello1.grpo import grpo_preset, validate_verl_overrides, verl_overrides
     o = verl_overrides(grpo_preset("A", model="/ckpt/m"), "t", "v", "x")
     for bad in ("+reward.reward_manager=custom", "reward_model.micro_batch_size_per_gpu=2"):
