@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
 import pandas as pd
 
 from .core import InputError
@@ -20,42 +22,58 @@ from .prompts import UNASSIGNED, CONTEXT_FIELDS, annotation_messages, check_cand
 from .solvers import assign, make_response, make_solver
 
 # %% auto #0
-__all__ = ['SOLVERS', 'LLM_BACKENDS', 'cluster_codes', 'expression_matrix', 'cluster_genes', 'shared_meta', 'obs_context',
-           'split_candidates', 'parse_candidates', 'relaxation', 'score_margins', 'solve_clusters', 'parse_labels',
-           'ask_model', 'ask_clusters', 'make_annotator', 'label_clusters', 'store_labels', 'annotation_table',
-           'annotate', 'label_agreement', 'annotate_file']
+__all__ = ['CLUSTER_REPRS', 'SOLVERS', 'LLM_BACKENDS', 'cluster_codes', 'expression_matrix', 'cluster_genes', 'shared_meta',
+           'obs_context', 'split_candidates', 'parse_candidates', 'relaxation', 'score_margins', 'solve_clusters',
+           'parse_labels', 'ask_model', 'ask_clusters', 'make_annotator', 'label_clusters', 'store_labels',
+           'annotation_table', 'annotate', 'label_agreement', 'annotate_file']
 
-# %% ../nbs/11_annotate.ipynb #67c62b4e
+# %% ../nbs/11_annotate.ipynb #91f97ade
 def cluster_codes(obs: pd.DataFrame, groupby: str) -> tuple[np.ndarray, list[str]]:
     "Each cell's cluster index (-1 where the cluster is missing) and the cluster names, in category order."
     if groupby not in obs.columns:
-        raise InputError(f"groupby={groupby!r}", f"not an obs column; columns present: {', '.join(map(str, obs.columns[:20]))}")
+        raise InputError(f"groupby={groupby!r}",
+                         f"not an obs column; columns present: {', '.join(map(str, obs.columns[:20]))}")
     s = obs[groupby].astype("category").cat.remove_unused_categories()
     names = [str(c) for c in s.cat.categories]
-    if len(names) < 2: raise InputError(f"groupby={groupby!r}", f"has {len(names)} cluster(s); annotation needs at least 2")
-    if len(set(names)) < len(names): raise InputError(f"groupby={groupby!r}", "cluster names repeat once written as text")
+    if len(names) < 2:
+        raise InputError(f"groupby={groupby!r}", f"has {len(names)} cluster(s); annotation needs at least 2")
+    if len(set(names)) < len(names):
+        raise InputError(f"groupby={groupby!r}", "cluster names repeat once written as text")
     return s.cat.codes.to_numpy().astype(np.int64), names
 
-# %% ../nbs/11_annotate.ipynb #f2e1a2a1
+# %% ../nbs/11_annotate.ipynb #89855626
 def expression_matrix(adata, layer: str | None = None):
     "The matrix to summarise clusters from, its `var`, and where it came from."
     if layer is None: return expression_source(adata)
     if layer == "X": return adata.X, adata.var, "X"
     if layer not in adata.layers:
-        raise InputError(f"layer={layer!r}", f"not in adata.layers ({', '.join(adata.layers) or 'none'}); use 'X' or one of those")
+        raise InputError(f"layer={layer!r}", f"not in adata.layers ({', '.join(adata.layers) or 'none'}); "
+                                              "use 'X' or one of those")
     return adata.layers[layer], adata.var, f"layers[{layer!r}]"
 
-# %% ../nbs/11_annotate.ipynb #64196ba4
-def cluster_genes(adata, codes: np.ndarray, clusters: list[str], repr: str = "centroid", n: int = 50,
-                  layer: str | None = None, de_method: str = "wilcoxon") -> tuple[list[list[str]], str]:
+# %% ../nbs/11_annotate.ipynb #105d60cb
+CLUSTER_REPRS = ("centroid", "de")
+
+def cluster_genes(adata,                      # an in-memory AnnData
+                  codes: np.ndarray,          # each cell's cluster index (-1: none), from `cluster_codes`
+                  clusters: list[str],        # the cluster names
+                  repr: str = "centroid",     # 'centroid' (top genes of the centroid) or 'de' (top DE genes)
+                  n: int = 50,                # genes per cluster
+                  layer: str | None = None,   # the matrix: None (as the builder), 'X' or a layer name
+                  de_method: str = "wilcoxon" # scanpy rank_genes_groups method, for repr='de'
+                 ) -> tuple[list[list[str]], str]:
     "The gene list of each cluster (`repr` 'centroid' or 'de') and the matrix it came from."
-    if repr not in ("centroid", "de"): raise InputError(f"repr={repr!r}", "choose 'centroid' or 'de'")
+    if repr not in CLUSTER_REPRS:
+        raise InputError(f"repr={repr!r}", f"choose one of {', '.join(CLUSTER_REPRS)}")
+
+
     if adata.isbacked:
         raise InputError("adata", "is backed (on disk); load it into memory (read_h5ad(..., backed=False))")
     X, var, where = expression_matrix(adata, layer)
     names, counts = gene_symbols(var, where), looks_like_counts(X)
     try:
-        if repr == "centroid": return centroid_genes(matrix_blocks(X, codes), len(clusters), names, n, counts), where
+        if repr == "centroid":
+            return centroid_genes(matrix_blocks(X, codes), len(clusters), names, n, counts), where
         return de_genes(X, codes, clusters, names, n, counts, de_method), where
     except ValueError as e:
         if isinstance(e, InputError): raise
@@ -65,7 +83,7 @@ def cluster_genes(adata, codes: np.ndarray, clusters: list[str], repr: str = "ce
         raise InputError("repr='de'", f"scanpy rank_genes_groups failed ({type(e).__name__}: {e}); "
                          "try repr='centroid'") from e
 
-# %% ../nbs/11_annotate.ipynb #8a5ef773
+# %% ../nbs/11_annotate.ipynb #609185e4
 def shared_meta(obs: pd.DataFrame, fields=CONTEXT_FIELDS) -> dict:
     "The context fields whose non-missing values are one and the same across all cells."
     out = {}
@@ -75,17 +93,19 @@ def shared_meta(obs: pd.DataFrame, fields=CONTEXT_FIELDS) -> dict:
         if len(values) == 1: out[f] = values[0]
     return out
 
+# %% ../nbs/11_annotate.ipynb #e7d69f1f
 def obs_context(obs: pd.DataFrame) -> str:
     "The donor context sentence of a whole AnnData (shared fields only)."
     return context_sentence(shared_meta(obs)).strip()
 
-# %% ../nbs/11_annotate.ipynb #04796ba6
+# %% ../nbs/11_annotate.ipynb #27659194
 def split_candidates(text: str) -> list[str]:
     "Labels of a comma-separated string; a comma followed by whitespace stays inside a label."
     return re.split(r",(?!\s)", text)
 
+# %% ../nbs/11_annotate.ipynb #e394d259
 def parse_candidates(candidates=None, file=None) -> list[str]:
-    "Candidate labels from a list or comma-separated string and/or a file (one per line): stripped, checked, in order."
+    "Candidate labels from a list or comma-separated string and/or a file (one per line), checked, in order."
     items = split_candidates(candidates) if isinstance(candidates, str) else list(candidates or [])
     if file is not None:
         if not Path(file).is_file(): raise InputError(file, "no such candidates file")
@@ -96,7 +116,8 @@ def parse_candidates(candidates=None, file=None) -> list[str]:
     if not labels: raise InputError(src, "no candidate labels given")
     check_candidates(labels, src)
     if bad := [c for c in labels if "|" in c or c.casefold() == UNASSIGNED]:
-        raise InputError(src, f"{bad[0]!r} is not allowed as a label ('|' separates answers, {UNASSIGNED!r} is reserved)")
+        raise InputError(src, f"{bad[0]!r} is not allowed as a label "
+                              f"('|' separates answers, {UNASSIGNED!r} is reserved)")
     return labels
 
 # %% ../nbs/11_annotate.ipynb #68c6dcad
@@ -114,11 +135,15 @@ def score_margins(scores: np.ndarray, idx: list[int]) -> tuple[np.ndarray, np.nd
         score[i], margin[i] = s[i, j], s[i, j] - (others.max() if len(others) else 0.0)
     return score, margin
 
-# %% ../nbs/11_annotate.ipynb #efb8627c
+# %% ../nbs/11_annotate.ipynb #68e2918f
 SOLVERS = ("random", "marker", "reference")
 LLM_BACKENDS = ("openai", "transformers", "vllm")
 
-def solve_clusters(solver, context: str, gene_lists: list[list[str]], candidates: list[str]) -> dict:
+def solve_clusters(solver,                      # a solver (with `.scores`), e.g. `make_solver("marker")`
+                   context: str,                # the donor context sentence
+                   gene_lists: list[list[str]], # each cluster's genes
+                   candidates: list[str]        # the candidate labels
+                  ) -> dict:
     "Labels, scores, margins, notes and a strict-format response from a solver."
     s, notes = solver.scores(context, gene_lists, candidates, key="annotate")
     idx = assign(s)
@@ -126,12 +151,13 @@ def solve_clusters(solver, context: str, gene_lists: list[list[str]], candidates
     score, margin = score_margins(s, idx)
     rule = relaxation(len(gene_lists), len(candidates)) + " assignment"
     method = solver.method.replace("one-to-one assignment", rule)
-    return dict(labels=labels, score=score, margin=margin, notes=notes, response=make_response(labels, notes, method),
-                backend=solver.name, model="", coverage=dict(getattr(solver, "coverage", {})))
+    return dict(labels=labels, score=score, margin=margin, notes=notes,
+                response=make_response(labels, notes, method), backend=solver.name, model="",
+                coverage=dict(getattr(solver, "coverage", {})))
 
-# %% ../nbs/11_annotate.ipynb #9eb98a29
+# %% ../nbs/11_annotate.ipynb #8af7802a
 def parse_labels(response, candidates: list[str], k: int) -> tuple[list[str], list[str]]:
-    "One label per cluster from a model's response (duplicates, non-candidates -> unassigned), and a note per cluster."
+    "One label per cluster from a model's response (duplicates, non-candidates: unassigned), and a note each."
     items = loose_answer_items(response)
     lookup, first = {c.casefold(): c for c in candidates}, {}
     labels, notes = [], []
@@ -140,53 +166,77 @@ def parse_labels(response, candidates: list[str], k: int) -> tuple[list[str], li
         label = lookup.get(item.casefold()) if item else None
         if item is None: note = "no answer for this cell"
         elif label is None: note = "" if item.casefold() == UNASSIGNED else f"not a candidate: {item!r}"
-        elif label in first: note, label = f"duplicate: {label!r} already given to cell {first[label] + 1}", None
+        elif label in first:
+            note, label = f"duplicate: {label!r} already given to cell {first[label] + 1}", None
         else: first[label], note = i, ""
         labels.append(label or UNASSIGNED); notes.append(note)
     return labels, notes
 
-# %% ../nbs/11_annotate.ipynb #7e7e372b
+# %% ../nbs/11_annotate.ipynb #9a96c03f
 def ask_model(backend, messages: list[dict], cfg: SamplingConfig):
-    "One completion of the chat from an inference backend; a failed request becomes an InputError naming the backend."
+    "One completion of the chat from an inference backend; a failed request is an InputError naming it."
     got, errors = [], []
-    backend.run([Job("annotate", messages, [0])], cfg, lambda job, k, c: got.append(c), lambda job, e: errors.append(e))
+    backend.run([Job("annotate", messages, [0])], cfg, lambda job, k, c: got.append(c),
+                lambda job, e: errors.append(e))
     if not got:
         why = f"{type(errors[0]).__name__}: {errors[0]}" if errors else "no response"
-        raise InputError(f"backend {backend.name} (model {getattr(backend, 'model', '?')})", f"the request failed ({why})")
+        raise InputError(f"backend {backend.name} (model {getattr(backend, 'model', '?')})",
+                         f"the request failed ({why})")
     return got[0]
 
-def ask_clusters(backend, messages: list[dict], candidates: list[str], k: int, cfg: SamplingConfig) -> dict:
+# %% ../nbs/11_annotate.ipynb #233ceefa
+def ask_clusters(backend,               # an inference backend (with `.run`)
+                 messages: list[dict],  # the chat to answer
+                 candidates: list[str], # the candidate labels
+                 k: int,                # the number of clusters
+                 cfg: SamplingConfig    # how to sample
+                ) -> dict:
     "Labels, notes, the raw response and its accounting from a language model."
     c = ask_model(backend, messages, cfg)
     labels, notes = parse_labels(c.text, candidates, k)
     items, strict = loose_answer_items(c.text), is_valid(c.text)
-    return dict(labels=labels, score=np.full(k, np.nan), margin=np.full(k, np.nan), notes=notes, response=c.text,
-                backend=backend.name, model=str(getattr(backend, "model", "")),
-                parse=dict(strict_format=strict, n_answers=len(items), duplicates=sum(n.startswith("duplicate") for n in notes),
+    return dict(labels=labels, score=np.full(k, np.nan), margin=np.full(k, np.nan), notes=notes,
+                response=c.text, backend=backend.name, model=str(getattr(backend, "model", "")),
+                parse=dict(strict_format=strict, n_answers=len(items),
+                           duplicates=sum(n.startswith("duplicate") for n in notes),
                            not_candidates=sum(n.startswith("not a candidate") for n in notes)),
                 usage=dict(finish_reason=str(c.finish_reason or ""), prompt_tokens=int(c.prompt_tokens),
                            completion_tokens=int(c.completion_tokens), cost_usd=float(c.cost_usd or 0.0)))
 
-# %% ../nbs/11_annotate.ipynb #474cfdff
-def make_annotator(backend, model: str | None = None, train=None, base_url: str | None = None, seed: int = 0):
+# %% ../nbs/11_annotate.ipynb #8fe11064
+def make_annotator(backend,                     # a solver or backend name, or an object to pass through
+                   model: str | None = None,    # model name or path, for an inference backend
+                   train=None,                  # training puzzles, for the reference solver
+                   base_url: str | None = None, # OpenAI-compatible server URL, for the openai backend
+                   seed: int = 0                # seed of the random solver
+                  ):
     "A solver or inference backend from its name (objects pass through)."
     if not isinstance(backend, str): return backend
     if backend in SOLVERS:
-        if backend == "reference" and train is None: raise InputError("--train", "the reference backend needs training puzzles (--train FILE, or train= in Python)")
+        if backend == "reference" and train is None:
+            raise InputError("--train", "the reference backend needs training puzzles "
+                                        "(--train FILE, or train= in Python)")
         return make_solver(backend, train, seed)
     if backend in LLM_BACKENDS:
         if not model: raise InputError("--model", f"backend {backend!r} needs a model name or path")
         return make_backend(backend, model, base_url)
-    raise InputError(f"--backend {backend}", f"unknown backend; choose one of {', '.join(SOLVERS + LLM_BACKENDS)}")
+    raise InputError(f"--backend {backend}",
+                     f"unknown backend; choose one of {', '.join(SOLVERS + LLM_BACKENDS)}")
 
-def label_clusters(annotator, context: str, gene_lists: list[list[str]], candidates: list[str], cfg: SamplingConfig) -> dict:
+# %% ../nbs/11_annotate.ipynb #08b604f0
+def label_clusters(annotator,                   # from `make_annotator`: a solver or an inference backend
+                   context: str,                # the donor context sentence
+                   gene_lists: list[list[str]], # each cluster's genes
+                   candidates: list[str],       # the candidate labels
+                   cfg: SamplingConfig          # how a language model samples
+                  ) -> dict:
     "Per-cluster labels and what produced them, from a solver or a language model."
     messages = annotation_messages(context, gene_lists, candidates)
     out = (solve_clusters(annotator, context, gene_lists, candidates) if hasattr(annotator, "scores")
            else ask_clusters(annotator, messages, candidates, len(gene_lists), cfg))
     return {**out, "messages": messages}
 
-# %% ../nbs/11_annotate.ipynb #9bde1602
+# %% ../nbs/11_annotate.ipynb #c9b917c3
 def _plain(x):
     "A value h5ad can write: None -> '', containers converted recursively."
     if x is None: return ""
@@ -194,15 +244,25 @@ def _plain(x):
     if isinstance(x, (list, tuple)): return [_plain(v) for v in x]
     return x
 
-def store_labels(adata, key_added: str, codes: np.ndarray, clusters: list[str], candidates: list[str],
-                 genes: list[list[str]], result: dict, params: dict) -> None:
+def store_labels(adata,                  # the AnnData to write to
+                 key_added: str,         # the obs column and uns key to write
+                 codes: np.ndarray,      # each cell's cluster index (-1: none)
+                 clusters: list[str],    # the cluster names
+                 candidates: list[str],  # the candidate labels
+                 genes: list[list[str]], # each cluster's genes, as shown to the annotator
+                 result: dict,           # from `label_clusters`
+                 params: dict            # the parameters to record
+                ) -> None:
     "Write per-cell labels to obs[key_added] and the per-cluster record to uns[key_added]."
     labels = np.array(result["labels"], dtype=object)
     cats = [c for c in candidates if c in set(labels)] + ([UNASSIGNED] if UNASSIGNED in set(labels) else [])
-    adata.obs[key_added] = pd.Categorical(np.where(codes >= 0, labels[np.maximum(codes, 0)], None), categories=cats)
+    adata.obs[key_added] = pd.Categorical(np.where(codes >= 0, labels[np.maximum(codes, 0)], None),
+                                          categories=cats)
     adata.uns[key_added] = _plain(dict(
-        params={**params, "relaxation": relaxation(len(clusters), len(candidates)), "candidates": list(candidates)},
-        clusters=dict(name=list(clusters), n_cells=np.bincount(codes[codes >= 0], minlength=len(clusters)), label=list(labels),
+        params={**params, "relaxation": relaxation(len(clusters), len(candidates)),
+                "candidates": list(candidates)},
+        clusters=dict(name=list(clusters), n_cells=np.bincount(codes[codes >= 0], minlength=len(clusters)),
+                      label=list(labels),
                       score=np.asarray(result["score"], float), margin=np.asarray(result["margin"], float),
                       genes=[", ".join(g) for g in genes], note=list(result["notes"])),
         unused_candidates=[c for c in candidates if c not in set(labels)],
@@ -211,42 +271,70 @@ def store_labels(adata, key_added: str, codes: np.ndarray, clusters: list[str], 
         backend=result["backend"], model=result["model"],
         **{k: result[k] for k in ("coverage", "parse", "usage") if k in result}))
 
+# %% ../nbs/11_annotate.ipynb #5298b0c0
 def annotation_table(adata, key_added: str = "cello1_label") -> pd.DataFrame:
     "The per-cluster record of `uns[key_added]` as a table (one row per cluster)."
-    if key_added not in adata.uns: raise InputError(f"key_added={key_added!r}", "not in adata.uns; run annotate first")
+    if key_added not in adata.uns:
+        raise InputError(f"key_added={key_added!r}", "not in adata.uns; run annotate first")
     c = adata.uns[key_added]["clusters"]
     return pd.DataFrame({k: list(v) for k, v in c.items()}).set_index("name")
 
-# %% ../nbs/11_annotate.ipynb #3758cdbb
-def annotate(adata, groupby: str = "leiden", candidates=None, backend="marker", model: str | None = None,
-             key_added: str = "cello1_label", repr: str = "centroid", n_genes: int = 50, layer: str | None = None,
-             context: str | None = None, train=None, base_url: str | None = None, sampling: SamplingConfig | None = None,
-             de_method: str = "wilcoxon", seed: int = 0) -> pd.DataFrame:
-    "Label each cluster of `obs[groupby]` with one of `candidates` (at most one cluster per label); returns the per-cluster table."
+# %% ../nbs/11_annotate.ipynb #c9887b74
+def annotate(adata,                                  # an in-memory AnnData, modified in place
+             groupby: str = "leiden",                # the obs column of the clustering
+             candidates=None,                        # candidate labels: a list or a comma-separated string
+             backend="marker",                       # a solver/backend name, or an object (`make_annotator`)
+             model: str | None = None,               # model name or path, for an inference backend
+             key_added: str = "cello1_label",        # the obs column and uns key to write
+             repr: str = "centroid",                 # cluster genes: 'centroid' or 'de'
+             n_genes: int = 50,                      # genes per cluster
+             layer: str | None = None,               # the matrix: None (as the builder), 'X' or a layer name
+             context: str | None = None,             # the context sentence (None: from the shared obs fields)
+             train=None,                             # training puzzles, for the reference solver
+             base_url: str | None = None,            # OpenAI-compatible server URL, for the openai backend
+             sampling: SamplingConfig | None = None, # how a model samples (None: greedy, seeded)
+             de_method: str = "wilcoxon",            # scanpy rank_genes_groups method, for repr='de'
+             seed: int = 0                           # seed of the random solver and of sampling
+            ) -> pd.DataFrame:
+    "Label each cluster of `obs[groupby]` with one of `candidates` (at most one cluster per label)."
     cands = parse_candidates(candidates)
-    if key_added == groupby: raise InputError(f"key_added={key_added!r}", "would overwrite the clustering; choose another key")
+    if key_added == groupby:
+        raise InputError(f"key_added={key_added!r}", "would overwrite the clustering; choose another key")
     codes, clusters = cluster_codes(adata.obs, groupby)
     genes, where = cluster_genes(adata, codes, clusters, repr, n_genes, layer, de_method)
     ctx = obs_context(adata.obs) if context is None else context
     annotator = make_annotator(backend, model, train, base_url, seed)
     cfg = sampling or SamplingConfig(temperature=0.0, seed=seed)
+    if cfg.seed is None: cfg = replace(cfg, seed=seed)
+
     result = label_clusters(annotator, ctx, genes, cands, cfg)
-    params = dict(groupby=groupby, repr=repr, n_genes=n_genes, matrix=where, de_method=de_method if repr == "de" else "",
-                  context=ctx, seed=seed, train=str(train) if isinstance(train, (str, Path)) else "")
+    params = dict(groupby=groupby, repr=repr, n_genes=n_genes, matrix=where,
+                  de_method=de_method if repr == "de" else "", context=ctx, seed=seed,
+                  train=str(train) if isinstance(train, (str, Path)) else "")
     store_labels(adata, key_added, codes, clusters, cands, genes, result, params)
     return annotation_table(adata, key_added)
 
-# %% ../nbs/11_annotate.ipynb #34bfd0f1
-def label_agreement(obs: pd.DataFrame, key: str, truth: str, groupby: str) -> dict:
-    "Agreement of assigned labels with a reference: clusters (vs their majority label) and cells; and the at-most-one ceiling."
+# %% ../nbs/11_annotate.ipynb #6a081dba
+def label_agreement(obs: pd.DataFrame, # the cells' annotations
+                    key: str,          # the column of assigned labels
+                    truth: str,        # the column of reference labels
+                    groupby: str       # the column of the clustering
+                   ) -> dict:
+    "Agreement of assigned with reference labels, for clusters (majority label) and cells, and the ceiling."
     groups = obs.groupby(groupby, observed=True)
     majority = groups[truth].agg(lambda s: s.astype(str).value_counts().idxmax()).astype(str)
     assigned = groups[key].agg(lambda s: str(s.iloc[0])).astype(str)
-    return dict(clusters=float((assigned == majority).mean()), cells=float((obs[key].astype(str) == obs[truth].astype(str)).mean()),
+    return dict(clusters=float((assigned == majority).mean()),
+                cells=float((obs[key].astype(str) == obs[truth].astype(str)).mean()),
                 ceiling_clusters=majority.nunique() / len(majority), n_clusters=len(majority))
 
-# %% ../nbs/11_annotate.ipynb #70584f79
-def annotate_file(path, out, groupby: str, candidates, **kw) -> dict:
+# %% ../nbs/11_annotate.ipynb #497c8e12
+def annotate_file(path,         # the h5ad file to annotate
+                  out,          # where to write the annotated h5ad
+                  groupby: str, # the obs column of the clustering
+                  candidates,   # candidate labels: a list or a comma-separated string
+                  **kw          # the other arguments of `annotate`
+                 ) -> dict:
     "Annotate an h5ad file's clusters and write the result to `out`; returns a summary."
     adata = read_h5ad(path, backed=False)
     kw.setdefault("key_added", "cello1_label")
@@ -256,4 +344,5 @@ def annotate_file(path, out, groupby: str, candidates, **kw) -> dict:
     rec = adata.uns[kw["key_added"]]
     return dict(out=str(out), key_added=kw["key_added"], backend=rec["backend"], model=rec["model"],
                 relaxation=rec["params"]["relaxation"], labels=dict(zip(t.index, t.label)),
-                unassigned=[c for c, l in zip(t.index, t.label) if l == UNASSIGNED], unused_candidates=list(rec["unused_candidates"]))
+                unassigned=[c for c, l in zip(t.index, t.label) if l == UNASSIGNED],
+                unused_candidates=list(rec["unused_candidates"]))

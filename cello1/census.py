@@ -24,61 +24,77 @@ __all__ = ['CELL_ID_COLUMNS', 'CENSUS_OBS_COLUMNS', 'write_local_census', 'censu
            'and_filters', 'census_obs', 'census_dataset_counts', 'census_reader', 'census_part', 'census_datasets',
            'build_census']
 
-# %% ../nbs/04a_census.ipynb #69e507a3
+# %% ../nbs/04a_census.ipynb #4694ac50
 def write_local_census(adata: "ad.AnnData", root, organism: str = "homo_sapiens") -> str:
-    "Write an AnnData (raw counts in X) as a local Census copy that `open_census(uri=root)` opens; returns `root`."
+    "Write an AnnData (raw counts in X) as a local Census copy that `open_census(uri=root)` opens."
     import tiledbsoma, tiledbsoma.io
     root = str(root)
     with tiledbsoma.Collection.create(root) as top:
         data = top.add_new_collection("census_data")
-        uri = tiledbsoma.io.from_anndata(f"{root}/census_data/{organism}", adata, measurement_name="RNA", X_layer_name="raw")
+        uri = tiledbsoma.io.from_anndata(f"{root}/census_data/{organism}", adata, measurement_name="RNA",
+                                         X_layer_name="raw")
         with tiledbsoma.Experiment.open(uri) as exp: data.set(organism, exp, use_relative_uri=True)
     return root
 
-# %% ../nbs/04a_census.ipynb #cb6114cf
+# %% ../nbs/04a_census.ipynb #0ef389a9
 def census_where(uri=None, census_version=None) -> str:
     "How a Census is named in messages and manifests."
     return str(uri) if uri else f"CELLxGENE Census {census_version or 'stable'}"
 
+# %% ../nbs/04a_census.ipynb #ead01856
 def open_census(uri=None, census_version=None):
     "Open the CELLxGENE Census: a local/mirrored copy at `uri` if given, else the release `census_version`."
     where = census_where(uri, census_version)
     try: import cellxgene_census
-    except ImportError as e: raise InputError(where, "reading the Census needs `pip install cello1[census]` (cellxgene-census, tiledbsoma)") from e
+    except ImportError as e:
+        raise InputError(where, "reading the Census needs `pip install cello1[census]` "
+                                "(cellxgene-census, tiledbsoma)") from e
     if uri and not re.match(r"^[a-z][a-z0-9+.-]*://", str(uri)) and not Path(uri).is_dir():
         raise InputError(uri, "no such directory (expected a local copy of the Census)")
-    try: return cellxgene_census.open_soma(uri=str(uri)) if uri else cellxgene_census.open_soma(census_version=census_version or "stable")
-    except Exception as e: raise InputError(where, f"could not open as a Census ({type(e).__name__}: {e})") from e
+    try:
+        return (cellxgene_census.open_soma(uri=str(uri)) if uri
+                else cellxgene_census.open_soma(census_version=census_version or "stable"))
+    except Exception as e:
+        raise InputError(where, f"could not open as a Census ({type(e).__name__}: {e})") from e
 
+# %% ../nbs/04a_census.ipynb #cd0c7ffb
 def census_experiment(census, organism: str, where: str):
     "The organism's experiment (`census_data/<organism>`)."
     try: return census["census_data"][organism]
     except KeyError as e: raise InputError(where, f"has no census_data/{organism} experiment") from e
 
-# %% ../nbs/04a_census.ipynb #f0ad235a
+# %% ../nbs/04a_census.ipynb #b32bd971
 def and_filters(*filters) -> str | None:
     "SOMA value filters joined with `and` (None when there are none)."
     parts = [f"({f})" for f in filters if f]
     return " and ".join(parts) if parts else None
 
-def census_obs(exp, value_filter: str | None, columns, source) -> pd.DataFrame:
-    "The obs rows matching `value_filter`: soma_joinid and those of `columns` the schema has, sorted by soma_joinid."
+# %% ../nbs/04a_census.ipynb #eb51c133
+def census_obs(exp,                      # the Census experiment (`census_experiment`)
+               value_filter: str | None, # SOMA value filter (None: every row)
+               columns,                  # obs columns wanted (those the schema lacks are skipped)
+               source                    # where, for error messages
+              ) -> pd.DataFrame:
+    "The obs rows matching `value_filter`: soma_joinid and the `columns` the schema has, by soma_joinid."
     have = set(exp.obs.schema.names)
     cols = ["soma_joinid"] + [c for c in dict.fromkeys(columns) if c in have and c != "soma_joinid"]
     try: df = exp.obs.read(value_filter=value_filter, column_names=cols).concat().to_pandas()
-    except Exception as e: raise InputError(source, f"obs filter {value_filter!r} failed ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        raise InputError(source, f"obs filter {value_filter!r} failed ({type(e).__name__}: {e})") from e
     return df.sort_values("soma_joinid", kind="stable").reset_index(drop=True)
 
+# %% ../nbs/04a_census.ipynb #d78bf533
 def census_dataset_counts(exp, value_filter: str | None, source) -> Counter:
     "Cells per dataset_id matching `value_filter`, streamed one column at a time."
     counts = Counter()
     try:
         for t in exp.obs.read(value_filter=value_filter, column_names=["dataset_id"]):
             counts.update(t.column("dataset_id").to_pandas().astype(str).value_counts().to_dict())
-    except Exception as e: raise InputError(source, f"obs filter {value_filter!r} failed ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        raise InputError(source, f"obs filter {value_filter!r} failed ({type(e).__name__}: {e})") from e
     return counts
 
-# %% ../nbs/04a_census.ipynb #5e276e7d
+# %% ../nbs/04a_census.ipynb #a3e23460
 def _census_genes(exp, measurement: str, source) -> tuple[np.ndarray, np.ndarray]:
     "var soma_joinid -> column position lookup, and the gene symbols in soma_joinid order."
     var = exp.ms[measurement].var.read().concat().to_pandas().sort_values("soma_joinid")
@@ -96,16 +112,24 @@ def _soma_rows(X, ids: np.ndarray, col: np.ndarray) -> sp.csr_matrix:
     c = col[t.column("soma_dim_1").to_numpy()]
     return sp.csr_matrix((t.column("soma_data").to_numpy(), (r, c)), shape=(len(ids), int((col >= 0).sum())))
 
-def census_reader(exp, joinids, source, chunk: int = 4096, layer: str = "raw", measurement: str = "RNA") -> RowReader:
+def census_reader(exp,                     # the Census experiment (`census_experiment`)
+                  joinids,                 # the cells' soma_joinids, sorted and unique
+                  source,                  # where, for error messages
+                  chunk: int = 4096,       # most cells per read
+                  layer: str = "raw",      # the X layer to read
+                  measurement: str = "RNA" # the measurement holding it
+                 ) -> RowReader:
     "A `RowReader` whose row i is the cell `joinids[i]` (sorted) of the Census's `X[layer]`."
     joinids = np.asarray(joinids, dtype=np.int64)
     if np.any(np.diff(joinids) <= 0): raise ValueError("joinids must be sorted and unique")
     try: X = exp.ms[measurement].X[layer]
-    except KeyError as e: raise InputError(source, f"has no {measurement} measurement with an X layer {layer!r}") from e
+    except KeyError as e:
+        raise InputError(source, f"has no {measurement} measurement with an X layer {layer!r}") from e
     col, names = _census_genes(exp, measurement, source)
-    return RowReader(lambda rows: _soma_rows(X, joinids[rows], col), names, str(source), f"census X[{layer!r}]", chunk)
+    return RowReader(lambda rows: _soma_rows(X, joinids[rows], col), names, str(source),
+                     f"census X[{layer!r}]", chunk)
 
-# %% ../nbs/04a_census.ipynb #988cee1b
+# %% ../nbs/04a_census.ipynb #6e0cc171
 CELL_ID_COLUMNS = ("obs_id", "observation_joinid")
 CENSUS_OBS_COLUMNS = ("dataset_id", "donor_id", "cell_type", "assay", "suspension_type", "tissue_general",
                       "is_primary_data") + CONTEXT_FIELDS + CELL_ID_COLUMNS
@@ -115,35 +139,52 @@ def _cell_ids(obs: pd.DataFrame) -> pd.Index:
     col = next((c for c in CELL_ID_COLUMNS if c in obs.columns), None)
     return pd.Index((obs[col] if col else obs["soma_joinid"]).astype(str).to_numpy(), name="cell_id")
 
-def census_part(dataset_id: str, cfg: BuildConfig, uri=None, census_version=None, organism: str = "homo_sapiens",
-                obs_filter: str | None = None, chunk_cells: int = 4096, progress: bool = False) -> dict:
-    "One Census dataset's part (records per side, summary, notes), as `dataset_part` gives; one job of the array."
+def census_part(dataset_id: str,                # the dataset to build
+                cfg: BuildConfig,               # the build's settings
+                uri=None,                       # a local or mirrored copy of the Census
+                census_version=None,            # else a Census release (needs a network)
+                organism: str = "homo_sapiens", # the experiment to read
+                obs_filter: str | None = None,  # SOMA value filter on the cells
+                chunk_cells: int = 4096,        # most cells per read of X
+                progress: bool = False          # show a progress bar
+               ) -> dict:
+    "One Census dataset's part (records per side, summary, notes), as `dataset_part` gives it; one array job."
     where = census_where(uri, census_version)
     source = f"{where} dataset {dataset_id}"
     with open_census(uri, census_version) as census:
         exp = census_experiment(census, organism, where)
-        obs = census_obs(exp, and_filters(obs_filter, f"dataset_id == {str(dataset_id)!r}"), (*CENSUS_OBS_COLUMNS, cfg.batch_key), "--obs-filter")
+        obs = census_obs(exp, and_filters(obs_filter, f"dataset_id == {str(dataset_id)!r}"),
+                         (*CENSUS_OBS_COLUMNS, cfg.batch_key), "--obs-filter")
         obs.index = _cell_ids(obs)
         joinids = obs["soma_joinid"].to_numpy()
-        return dataset_part(dataset_id, obs, lambda notes: census_reader(exp, joinids, source, chunk_cells), cfg, source, progress)
+        return dataset_part(dataset_id, obs, lambda notes: census_reader(exp, joinids, source, chunk_cells),
+                            cfg, source, progress)
 
-# %% ../nbs/04a_census.ipynb #a01119f5
-def census_datasets(uri=None, census_version=None, organism: str = "homo_sapiens", obs_filter: str | None = None,
-                    datasets: list | None = None) -> list[str]:
-    "The dataset ids to build: those asked for (each must exist), or all, that have cells matching the filter."
+# %% ../nbs/04a_census.ipynb #d9b620c4
+def census_datasets(uri=None,                       # a local or mirrored copy of the Census
+                    census_version=None,            # else a Census release (needs a network)
+                    organism: str = "homo_sapiens", # the experiment to read
+                    obs_filter: str | None = None,  # SOMA value filter on the cells
+                    datasets: list | None = None    # the dataset ids asked for (default: all)
+                   ) -> list[str]:
+    "The dataset ids to build: those asked for (each must exist), or all, with cells matching the filter."
     where, asked = census_where(uri, census_version), list(dict.fromkeys(map(str, datasets or [])))
     in_asked = f"dataset_id in {asked!r}" if asked else None
     with open_census(uri, census_version) as census:
         exp = census_experiment(census, organism, where)
-        if asked and (unknown := [d for d in asked if d not in census_dataset_counts(exp, in_asked, "--datasets")]):
+        if asked and (unknown := [d for d in asked
+                                  if d not in census_dataset_counts(exp, in_asked, "--datasets")]):
             raise InputError("--datasets", f"unknown dataset id(s) in {where}: {', '.join(unknown)}")
         counts = census_dataset_counts(exp, and_filters(obs_filter, in_asked), "--obs-filter")
-    if not counts: raise InputError("--obs-filter", f"no cells of {where} match {obs_filter!r}" + (f" in datasets {', '.join(asked)}" if asked else ""))
+    if not counts:
+        raise InputError("--obs-filter", f"no cells of {where} match {obs_filter!r}"
+                         + (f" in datasets {', '.join(asked)}" if asked else ""))
     for d in asked:
-        if d not in counts: warn_input("--obs-filter", f"dataset {d} has no cells matching {obs_filter!r}; skipped")
+        if d not in counts:
+            warn_input("--obs-filter", f"dataset {d} has no cells matching {obs_filter!r}; skipped")
     return [d for d in asked if d in counts] if asked else sorted(counts)
 
-# %% ../nbs/04a_census.ipynb #aaf3fa5b
+# %% ../nbs/04a_census.ipynb #a49e5509
 def _census_parts(ids: list, kw: dict, executor=None, progress: bool = True) -> list:
     "Run `census_part` for each dataset, here or as a submitit job array; results in `ids` order."
     bar = dict(desc="datasets", disable=None if progress and len(ids) > 1 else True)
@@ -152,14 +193,22 @@ def _census_parts(ids: list, kw: dict, executor=None, progress: bool = True) -> 
         jobs = [executor.submit(CelloJob("cello1.census:census_part", dataset_id=d, **kw)) for d in ids]
     return [j.result() for j in tqdm(jobs, **bar)]
 
-def build_census(cfg: BuildConfig, out, census_version: str | None = None, uri=None, obs_filter: str | None = None,
-                 datasets: list | None = None, organism: str = "homo_sapiens", chunk_cells: int = 4096,
-                 executor=None, progress: bool = True) -> dict:
-    "Build CellPuzzles from the CELLxGENE Census (a release or a copy at `uri`), one part per dataset; returns the manifest."
+def build_census(cfg: BuildConfig,                  # the build's settings
+                 out,                               # output directory
+                 census_version: str | None = None, # a Census release (needs a network)
+                 uri=None,                          # or a local or mirrored copy of the Census
+                 obs_filter: str | None = None,     # SOMA value filter on the cells
+                 datasets: list | None = None,      # the dataset ids to build (default: all that match)
+                 organism: str = "homo_sapiens",    # the experiment to read
+                 chunk_cells: int = 4096,           # most cells per read of X
+                 executor=None,                     # a submitit executor: one array job per dataset
+                 progress: bool = True              # show a progress bar
+                ) -> dict:
+    "Build CellPuzzles from the CELLxGENE Census, one part per dataset; returns the manifest."
     if chunk_cells < 1: raise InputError("--chunk-cells", f"must be >= 1, got {chunk_cells}")
     ids = census_datasets(uri, census_version, organism, obs_filter, datasets)
-    kw = dict(cfg=cfg, uri=None if uri is None else str(uri), census_version=census_version, organism=organism,
-              obs_filter=obs_filter, chunk_cells=chunk_cells)
+    kw = dict(cfg=cfg, uri=None if uri is None else str(uri), census_version=census_version,
+              organism=organism, obs_filter=obs_filter, chunk_cells=chunk_cells)
     parts = _census_parts(ids, kw, executor, progress)
     census = dict(census_version=census_version, uri=kw["uri"], organism=organism,
                   obs_filter=obs_filter, datasets=ids, chunk_cells=chunk_cells,

@@ -65,11 +65,12 @@ def write_atomic(path, data: str | bytes) -> str:
         raise
     return hashlib.sha256(data).hexdigest()
 
-# %% ../nbs/00_core.ipynb #90f99700
+# %% ../nbs/00_core.ipynb #0b5ec980
 def jsonl_line(rec: dict) -> str:
     "One record as a JSON Lines line (UTF-8 text, newline-terminated)."
     return json.dumps(rec, ensure_ascii=False) + "\n"
 
+# %% ../nbs/00_core.ipynb #c2ee3e62
 def write_jsonl(path, records: list) -> str:
     "Write records as JSON Lines, atomically; return the file's sha256."
     return write_atomic(path, "".join(map(jsonl_line, records)))
@@ -81,11 +82,12 @@ def append_jsonl(path, rec: dict):
         f.write(jsonl_line(rec))
         f.flush(); os.fsync(f.fileno())
 
-# %% ../nbs/00_core.ipynb #7b10264f
+# %% ../nbs/00_core.ipynb #0a9c587d
 def _decode(data: bytes, path) -> str:
     "UTF-8 text of a file's bytes, or an error naming the file."
     try: return data.decode("utf-8")
-    except UnicodeDecodeError as e: raise InputError(path, f"not UTF-8 text (byte {e.start}); expected JSON Lines") from e
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not UTF-8 text (byte {e.start}); expected JSON Lines") from e
 
 def _repair_tail(path: Path, data: bytes) -> bytes:
     "An append-only file's bytes with a torn last line cut off the file, or a whole one given its newline."
@@ -112,11 +114,11 @@ def read_jsonl(path, tolerant: bool = False) -> list:
         except json.JSONDecodeError as e: raise InputError(f"{path}:{i}", f"not valid JSON ({e.msg})") from e
     return out
 
-# %% ../nbs/00_core.ipynb #73f1c54c
+# %% ../nbs/00_core.ipynb #4916c1fe
 SPLIT_EXTS = (".jsonl", ".json", ".parquet")
 
 def split_file(source, split: str, required: bool = True) -> Path | None:
-    "The file of `split` in a directory (or `source` itself when it is a file); None for a hub id or, if not `required`, a missing split."
+    "The file of `split` in dir `source` (or file `source`); None for a hub id or an optional missing split."
     p = Path(source)
     if p.is_file(): return p
     if p.is_dir():
@@ -132,12 +134,13 @@ def get_preset(registry: dict, name: str, kind: str, **overrides):
     if name not in registry: raise InputError(name, f"unknown {kind}; choose from {', '.join(registry)}")
     return replace(registry[name], **{k: v for k, v in overrides.items() if v is not None})
 
-# %% ../nbs/00_core.ipynb #0a9467d7
+# %% ../nbs/00_core.ipynb #8f5823fe
 def resolve(target: str):
     "The function named 'module:function'."
     mod, _, fn = target.partition(":")
     return getattr(importlib.import_module(mod), fn)
 
+# %% ../nbs/00_core.ipynb #52319a67
 class CelloJob:
     "A picklable call of a cello1 function, requeued with the same arguments on preemption."
     def __init__(self, target: str, **kwargs): self.target, self.kwargs = target, kwargs
@@ -146,4 +149,5 @@ class CelloJob:
         "submitit calls this on preemption or timeout: resubmit the same call."
         import submitit
         return submitit.helpers.DelayedSubmission(CelloJob(self.target, **self.kwargs))
-    def describe(self) -> str: return f"{self.target}({', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())})"
+    def describe(self) -> str:
+        return f"{self.target}({', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())})"

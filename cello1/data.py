@@ -19,9 +19,9 @@ from .core import MISSING_VALUES, InputError, warn_input
 
 # %% auto #0
 __all__ = ['REQUIRED_OBS', 'PBMC68K_CELL_TYPES', 'PBMC68K_DONOR', 'read_h5ad', 'missing_mask', 'check_obs', 'expression_source',
-           'gene_symbols', 'pbmc68k_counts', 'load_embedded', 'RowReader', 'anndata_reader']
+           'gene_symbols', 'pbmc68k_counts', 'load_embedded', 'as_csr', 'RowReader', 'anndata_reader']
 
-# %% ../nbs/00a_data.ipynb #992017a6
+# %% ../nbs/00a_data.ipynb #a96272b2
 def read_h5ad(path, backed: bool = True) -> "ad.AnnData":
     "Open an h5ad file (backed by default), with errors that name the file and the problem."
     import anndata as ad
@@ -31,18 +31,20 @@ def read_h5ad(path, backed: bool = True) -> "ad.AnnData":
     if path.stat().st_size == 0: raise InputError(path, "empty file (0 bytes), expected an .h5ad file")
     if not h5py.is_hdf5(path): raise InputError(path, "not an h5ad file (no HDF5 signature)")
     try: adata = ad.read_h5ad(path, backed="r" if backed else None)
-    except Exception as e: raise InputError(path, f"HDF5 file but not readable as AnnData ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        raise InputError(path, f"HDF5 file but not readable as AnnData ({type(e).__name__}: {e})") from e
     if adata.n_obs == 0: raise InputError(path, "contains no cells (n_obs = 0)")
     if adata.n_vars == 0: raise InputError(path, "contains no genes (n_vars = 0)")
     return adata
 
-# %% ../nbs/00a_data.ipynb #b1cb1eb3
+# %% ../nbs/00a_data.ipynb #321a4e02
 REQUIRED_OBS = ("cell_type", "donor_id")
 def missing_mask(s: pd.Series) -> np.ndarray:
     "Vectorised `is_missing` over a Series."
     txt = s.astype(object).where(s.notna(), "").astype(str).str.strip().str.casefold()
     return txt.isin(MISSING_VALUES).to_numpy()
 
+# %% ../nbs/00a_data.ipynb #f864b3a7
 def check_obs(obs: pd.DataFrame, source, sink: list | None = None) -> np.ndarray:
     "Validate required columns; return the mask of usable (labelled) cells, warning about the rest."
     absent = [c for c in REQUIRED_OBS if c not in obs.columns]
@@ -51,17 +53,21 @@ def check_obs(obs: pd.DataFrame, source, sink: list | None = None) -> np.ndarray
                                  f"columns present: {', '.join(map(str, obs.columns[:20]))}")
     bad = np.zeros(len(obs), bool)
     for c in REQUIRED_OBS: bad |= missing_mask(obs[c])
-    if bad.all(): raise InputError(source, f"every cell has a missing {' or '.join(REQUIRED_OBS)} (NaN/unknown)")
-    if bad.any(): warn_input(source, f"{int(bad.sum())} of {len(obs)} cells have a missing cell_type or donor_id and are left out", sink)
+    if bad.all():
+        raise InputError(source, f"every cell has a missing {' or '.join(REQUIRED_OBS)} (NaN/unknown)")
+    if bad.any():
+        warn_input(source, f"{int(bad.sum())} of {len(obs)} cells have a missing cell_type or donor_id "
+                           "and are left out", sink)
     return ~bad
 
-# %% ../nbs/00a_data.ipynb #be0f4e56
+# %% ../nbs/00a_data.ipynb #f392f7db
 def expression_source(adata: "ad.AnnData"):
     "The matrix to rank genes in and its `var`: `raw.X`, else `layers['counts']`, else `X`."
     if adata.raw is not None: return adata.raw.X, adata.raw.var, "raw.X"
     if "counts" in adata.layers: return adata.layers["counts"], adata.var, "layers['counts']"
     return adata.X, adata.var, "X"
 
+# %% ../nbs/00a_data.ipynb #a068c5d2
 def gene_symbols(var: pd.DataFrame, source, sink: list | None = None) -> np.ndarray:
     "Gene symbols from `var['feature_name']`, else `var_names` with a warning."
     if "feature_name" in var.columns: return var["feature_name"].astype(str).to_numpy()
@@ -115,14 +121,15 @@ def load_embedded() -> "ad.AnnData":
     out.uns["title"] = "pbmc68k_reduced (scanpy) in the CELLxGENE schema: raw UMI counts, 765 HVGs"
     return out
 
-# %% ../nbs/00a_data.ipynb #73c58d79
-def _as_csr(block) -> sp.csr_matrix:
+# %% ../nbs/00a_data.ipynb #8e1f2dc1
+def as_csr(block) -> sp.csr_matrix:
     "Any row block (sparse or dense) as CSR."
     return block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
 
+# %% ../nbs/00a_data.ipynb #af3ccc2d
 @dataclass
 class RowReader:
-    "Reads given rows of one dataset's count matrix in sorted chunks of at most `chunk` rows, counting the reads."
+    "Reads given rows of a count matrix in sorted chunks of at most `chunk` rows, counting the reads."
     read: Callable  # sorted unique row positions -> CSR (rows x genes) in that order
     names: np.ndarray  # gene symbol of each column
     source: str
@@ -139,7 +146,8 @@ class RowReader:
         for c0 in range(0, len(rows), self.chunk):
             part = rows[c0:c0 + self.chunk]
             csr = self.read(part)
-            self.calls, self.cells, self.max_cells = self.calls + 1, self.cells + len(part), max(self.max_cells, len(part))
+            self.calls, self.cells, self.max_cells = (self.calls + 1, self.cells + len(part),
+                                                      max(self.max_cells, len(part)))
             bar.update(len(part))
             yield part, csr
         bar.close()
@@ -148,7 +156,13 @@ class RowReader:
         "How many reads, how many cells in all, and the most cells in one read."
         return dict(reads=self.calls, cells=self.cells, max_cells_per_read=self.max_cells, chunk=self.chunk)
 
-def anndata_reader(adata: "ad.AnnData", source, sink: list | None = None, chunk: int = 16384) -> RowReader:
+# %% ../nbs/00a_data.ipynb #14a226d9
+def anndata_reader(adata: "ad.AnnData",      # the dataset, backed or in memory
+                   source,                   # its name in messages (a file, 'embedded')
+                   sink: list | None = None, # list that collects warnings (a manifest's)
+                   chunk: int = 16384        # most rows per read
+                  ) -> RowReader:
     "A `RowReader` over an AnnData's counts (`expression_source`) and gene symbols."
     X, var, where = expression_source(adata)
-    return RowReader(lambda rows: _as_csr(X[rows]), gene_symbols(var, source, sink), str(source), where, chunk)
+    return RowReader(lambda rows: as_csr(X[rows]), gene_symbols(var, source, sink), str(source), where,
+                     chunk)

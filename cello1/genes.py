@@ -11,11 +11,13 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
+from .data import as_csr
+
 # %% auto #0
 __all__ = ['NEGATIVE', 'expression_keys', 'keys_to_columns', 'top_gene_indices', 'clean_symbol', 'clean_symbols', 'top_genes',
            'check_counts', 'normalise_rows', 'looks_like_counts', 'matrix_blocks', 'centroid_genes', 'de_genes']
 
-# %% ../nbs/01_genes.ipynb #c5d3b0ac
+# %% ../nbs/01_genes.ipynb #aa2c6127
 _LOW = np.uint64(0xFFFFFFFF)
 NEGATIVE = "expression values must be non-negative numbers (raw or normalised counts, not scaled data)"
 
@@ -29,36 +31,35 @@ def expression_keys(data: np.ndarray, indices: np.ndarray) -> np.ndarray:
     keys |= np.subtract(np.uint32(0xFFFFFFFF), indices, dtype=np.uint32, casting="unsafe")
     return keys
 
+# %% ../nbs/01_genes.ipynb #18f0245c
 def keys_to_columns(keys: np.ndarray) -> np.ndarray:
     "Decode keys back to column indices; -1 where the value is zero (or padding)."
     cols = (_LOW - (keys & _LOW)).astype(np.int64)
     cols[(keys >> np.uint64(32)) == 0] = -1
     return cols
 
-# %% ../nbs/01_genes.ipynb #960a7ded
+# %% ../nbs/01_genes.ipynb #ff553e7c
 def _top_csr_block(indptr, indices, data, n: int) -> np.ndarray:
     "Top-`n` columns of each row of one CSR block, highest first, -1 padded."
     lengths = np.diff(indptr)
     rows, width = len(lengths), max(int(lengths.max(initial=0)), n)
     pad = np.zeros(rows * width, np.uint64)
     starts = np.repeat(np.arange(rows, dtype=np.int64) * width - (indptr[:-1] - indptr[0]), lengths)
-    pad[starts + np.arange(indptr[0], indptr[-1], dtype=np.int64) - indptr[0]] = expression_keys(data, indices)
+    pad[starts + np.arange(indptr[0], indptr[-1], dtype=np.int64) - indptr[0]] = (
+        expression_keys(data, indices))
     pad = pad.reshape(rows, width)
     if width > n: pad = np.partition(pad, width - n, axis=1)[:, width - n:]
     return keys_to_columns(np.sort(pad, axis=1)[:, ::-1])
 
-def _csr_rows(block) -> sp.csr_matrix:
-    "Any row block (sparse or dense) as CSR."
-    return block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
-
-# %% ../nbs/01_genes.ipynb #49c1ea6d
+# %% ../nbs/01_genes.ipynb #de72bbb7
 def _blocks(lengths: np.ndarray, n: int, block_values: int):
     "Split rows into consecutive ranges whose padded size (rows x widest row) stays under `block_values`."
     lengths, start = np.maximum(lengths, n), 0
     window = max(1, block_values // n)  # no block can hold more rows than this
     while start < len(lengths):
         width = np.maximum.accumulate(lengths[start:start + window])
-        stop = start + max(1, int(np.searchsorted(width * np.arange(1, len(width) + 1), block_values, side="right")))
+        stop = start + max(1, int(np.searchsorted(width * np.arange(1, len(width) + 1), block_values,
+                                                  side="right")))
         yield start, stop
         start = stop
 
@@ -69,13 +70,19 @@ def _row_chunks(X, rows, chunk_rows: int):
         return
     rows = np.arange(X.shape[0]) if rows is None else rows
     for c0 in range(0, len(rows), chunk_rows):
-        yield c0, _csr_rows(X[rows[c0:c0 + chunk_rows]])
+        yield c0, as_csr(X[rows[c0:c0 + chunk_rows]])
 
-def top_gene_indices(X, n: int = 50, rows=None, chunk_rows: int = 16384,
-                     block_values: int = 1 << 18, progress: bool = False) -> np.ndarray:
+def top_gene_indices(X,                           # cells x genes: sparse, dense or backed AnnData matrix
+                     n: int = 50,                 # genes per row
+                     rows=None,                   # row positions to rank (default all rows)
+                     chunk_rows: int = 16384,     # rows read at a time
+                     block_values: int = 1 << 18, # most padded values in one partition
+                     progress: bool = False       # show a progress bar
+                    ) -> np.ndarray:
     "Column indices of each row's `n` highest values (cells x n, highest first, -1 padded)."
     rows = None if rows is None else np.asarray(rows, dtype=np.int64)
-    out = np.full((X.shape[0] if rows is None else len(rows), n), -1, np.int32)  # 200 MB per million cells at n=50
+    # 200 MB per million cells at n=50
+    out = np.full((X.shape[0] if rows is None else len(rows), n), -1, np.int32)
     bar = tqdm(total=len(out), disable=None if progress else True, desc="top genes", unit="cell")
     for c0, csr in _row_chunks(X, rows, chunk_rows):
         for b0, b1 in _blocks(np.diff(csr.indptr), n, block_values):
@@ -86,23 +93,30 @@ def top_gene_indices(X, n: int = 50, rows=None, chunk_rows: int = 16384,
     bar.close()
     return out
 
-# %% ../nbs/01_genes.ipynb #1c6756fc
+# %% ../nbs/01_genes.ipynb #4a9c1f99
 _ENSG_SUFFIX = re.compile(r"_ENSG\d+(\.\d+)?$")
 
 def clean_symbol(name) -> str:
     "A gene symbol without its `_ENSG...` disambiguation suffix."
     return _ENSG_SUFFIX.sub("", str(name))
 
+# %% ../nbs/01_genes.ipynb #624ec1e0
 def clean_symbols(names) -> np.ndarray:
     "Gene symbols without `_ENSG...` disambiguation suffixes, as an object array."
     return np.array([clean_symbol(s) for s in names], dtype=object)
 
+# %% ../nbs/01_genes.ipynb #ba00fc16
 def _dedupe(genes: list, n: int) -> list:
     "First occurrence of each symbol, at most `n`."
     return list(dict.fromkeys(genes))[:n]
 
-# %% ../nbs/01_genes.ipynb #117390ae
-def top_genes(X, names, n: int = 50, rows=None, progress: bool = False, **kw) -> list[list[str]]:
+def top_genes(X,                      # cells x genes matrix (anything `top_gene_indices` takes)
+              names,                  # gene symbol of each column
+              n: int = 50,            # genes per row
+              rows=None,              # row positions to rank (default all rows)
+              progress: bool = False, # show a progress bar
+              **kw                    # passed on to `top_gene_indices`
+             ) -> list[list[str]]:
     "Each row's `n` highest-expressed gene symbols, highest first (zeros never listed)."
     names = clean_symbols(names)
     if len(names) != X.shape[1]: raise ValueError(f"{len(names)} gene names for {X.shape[1]} columns")
@@ -115,12 +129,13 @@ def top_genes(X, names, n: int = 50, rows=None, progress: bool = False, **kw) ->
     if dup: out = [_dedupe(g, n) for g in out]
     return out
 
-# %% ../nbs/01_genes.ipynb #6511219a
+# %% ../nbs/01_genes.ipynb #a909cbf1
 def check_counts(csr: sp.csr_matrix) -> sp.csr_matrix:
     "The block itself, if its values are non-negative numbers."
     if not (csr.data >= 0).all(): raise ValueError(NEGATIVE)
     return csr
 
+# %% ../nbs/01_genes.ipynb #61be87f0
 def normalise_rows(csr: sp.csr_matrix, target: float = 1e4) -> sp.csr_matrix:
     "Each row scaled to sum to `target` (all-zero rows stay zero), in float64."
     sums = np.asarray(csr.sum(axis=1), dtype=np.float64).ravel()
@@ -139,26 +154,39 @@ def matrix_blocks(X, codes: np.ndarray, chunk_rows: int = 16384):
     rows = np.flatnonzero(np.asarray(codes) >= 0)
     for c0, csr in _row_chunks(X, rows, chunk_rows): yield np.asarray(codes)[rows[c0:c0 + csr.shape[0]]], csr
 
-# %% ../nbs/01_genes.ipynb #30b38545
-def centroid_genes(blocks, k: int, names, n: int = 50, scale: bool = True) -> list[list[str]]:
-    "Top-`n` genes of the centroid of each of `k` groups, from `(codes, rows)` blocks (cells scaled to 10,000 if `scale`)."
+# %% ../nbs/01_genes.ipynb #d08ff236
+def centroid_genes(blocks,             # `(codes, rows)` blocks, e.g. from `matrix_blocks`
+                   k: int,             # number of groups (codes 0..k-1)
+                   names,              # gene symbol of each column
+                   n: int = 50,        # genes per group
+                   scale: bool = True  # scale each cell to 10,000 counts first
+                  ) -> list[list[str]]:
+    "Top-`n` genes of the centroid of each of `k` groups, from `(codes, rows)` blocks."
     total, sizes = sp.csr_matrix((k, len(names))), np.zeros(k, np.int64)
     for codes, csr in blocks:
-        csr = check_counts(_csr_rows(csr))
+        csr = check_counts(as_csr(csr))
         member = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(k, len(codes)))
         total = total + member @ (normalise_rows(csr) if scale else csr.astype(np.float64))
         sizes += np.bincount(codes, minlength=k)
     if (sizes == 0).any(): raise ValueError(f"group {int(np.argmin(sizes))} has no cells")
     return top_genes(sp.csr_matrix(sp.diags(1 / sizes) @ total), names, n)
 
-# %% ../nbs/01_genes.ipynb #27f1a948
-def de_genes(X, codes: np.ndarray, groups: list[str], names, n: int = 50, counts: bool = True,
-             method: str = "wilcoxon", ranked: list | None = None) -> list[list[str]]:
-    "Top-`n` up-regulated genes of each group of `ranked` (default all) vs the other rows (scanpy, log-normalised)."
+# %% ../nbs/01_genes.ipynb #f03b036c
+def de_genes(X,                          # cells x genes matrix, dense or sparse
+             codes: np.ndarray,          # group index of each row (-1 leaves a row out)
+             groups: list[str],          # group names, in code order
+             names,                      # gene symbol of each column
+             n: int = 50,                # genes per group
+             counts: bool = True,        # `X` holds counts: normalise and log1p first
+             method: str = "wilcoxon",   # scanpy `rank_genes_groups` method
+             ranked: list | None = None  # groups to rank (default all)
+            ) -> list[list[str]]:
+    "Top-`n` up-regulated genes of each group of `ranked` vs the other rows (scanpy, log-normalised)."
     import anndata as ad, pandas as pd, scanpy as sc
     keep, names = np.flatnonzero(np.asarray(codes) >= 0), clean_symbols(names)
     X = X[keep] if sp.issparse(X) else np.asarray(X)[keep]
-    obs = pd.DataFrame({"t": pd.Categorical.from_codes(np.asarray(codes)[keep], list(groups))}, index=keep.astype(str))
+    obs = pd.DataFrame({"t": pd.Categorical.from_codes(np.asarray(codes)[keep], list(groups))},
+                       index=keep.astype(str))
     a = ad.AnnData(X=check_counts(sp.csr_matrix(X, dtype=np.float32, copy=True)), obs=obs)
     a.var_names = np.arange(a.n_vars).astype(str)
     if counts: sc.pp.normalize_total(a, target_sum=1e4); sc.pp.log1p(a)

@@ -22,30 +22,45 @@ from .prompts import batch_messages, cell_messages, open_messages, parse_puzzle
 from .records import load_cellpuzzles
 
 # %% auto #0
-__all__ = ['PRICES', 'SamplingConfig', 'is_reasoning_model', 'call_cost', 'Completion', 'rebuild_reasoning', 'Job',
-           'record_messages', 'plan_jobs', 'PredictionStore', 'backoff_delay', 'OpenAIBackend', 'TransformersBackend',
-           'VLLMBackend', 'make_backend', 'predict', 'label_logprobs', 'repair_run']
+__all__ = ['PRICES', 'MODES', 'BACKENDS', 'REPAIRS', 'SamplingConfig', 'is_reasoning_model', 'call_cost', 'Completion',
+           'rebuild_reasoning', 'Job', 'record_messages', 'plan_jobs', 'PredictionStore', 'backoff_delay',
+           'OpenAIBackend', 'TransformersBackend', 'VLLMBackend', 'make_backend', 'predict', 'label_logprobs',
+           'repair_run']
 
-# %% ../nbs/06_inference.ipynb #527dc328
+# %% ../nbs/06_inference.ipynb #7b048142
 @dataclass
 class SamplingConfig:
     "How to sample: responses per puzzle, temperature, nucleus, token budget, seed."
-    samples: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 4096
-    seed: int | None = None
+    samples: int = 1          # responses per puzzle
+    temperature: float = 1.0  # sampling temperature (0: greedy)
+    top_p: float = 1.0        # nucleus sampling mass
+    max_tokens: int = 4096    # most tokens per response
+    seed: int | None = None   # sampling seed (where the backend takes one)
 
+    def __post_init__(self):
+        if self.samples < 1 or self.max_tokens < 1: raise ValueError("samples and max_tokens must be >= 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
+        if self.seed is not None and self.seed < 0: raise ValueError("seed must be >= 0")
+
+# %% ../nbs/06_inference.ipynb #8140feca
 PRICES = {  # USD per 1M (input, output) tokens; reasoning tokens are billed as output
     "o1": (15.0, 60.0), "o3-mini": (1.10, 4.40), "gpt-4o": (2.50, 10.00), "gpt-4o-mini": (0.15, 0.60)}
 
+# %% ../nbs/06_inference.ipynb #92f01c4c
 def is_reasoning_model(model: str) -> bool:
     "OpenAI reasoning models (o1, o3-mini, o4-mini, ...): max_completion_tokens, no sampling parameters."
     return re.match(r"^o\d+(-|$)", Path(str(model)).name) is not None
 
-def call_cost(model: str, prompt_tokens: int, completion_tokens: int, prices: dict | None = None) -> float | None:
+# %% ../nbs/06_inference.ipynb #98e21d61
+def call_cost(model: str,                # model name (a dated snapshot falls back to its base name)
+              prompt_tokens: int,        # input tokens
+              completion_tokens: int,    # output tokens (reasoning included)
+              prices: dict | None = None # {model: (USD per 1M input, per 1M output tokens)} (default: PRICES)
+             ) -> float | None:
     "USD cost of one call, or None when the model has no price."
-    p = (prices or PRICES).get(model) or (prices or PRICES).get(re.sub(r"-\d{4}-\d{2}-\d{2}$", "", str(model)))
+    p = ((prices or PRICES).get(model)
+         or (prices or PRICES).get(re.sub(r"-\d{4}-\d{2}-\d{2}$", "", str(model))))
     return None if p is None else (prompt_tokens * p[0] + completion_tokens * p[1]) / 1e6
 
 # %% ../nbs/06_inference.ipynb #d6f16472
@@ -59,13 +74,14 @@ class Completion:
     cost_usd: float | None = None
     reasoning_rebuilt: bool = False
 
+# %% ../nbs/06_inference.ipynb #1139f382
 def rebuild_reasoning(content: str | None, reasoning: str | None) -> tuple[str, bool]:
     "Put separately returned reasoning back as <think>...</think>\\n before the content."
     content = content or ""
     if not reasoning or "<think>" in content: return content, False
     return f"<think>{reasoning.strip()}</think>\n{content.strip()}", True
 
-# %% ../nbs/06_inference.ipynb #612ae811
+# %% ../nbs/06_inference.ipynb #32a738fb
 @dataclass
 class Job:
     "A chat to answer once per sample index in `samples`."
@@ -74,14 +90,20 @@ class Job:
     samples: list
     cell: int | None = None
 
+# %% ../nbs/06_inference.ipynb #25f8d145
+MODES = {"batch": lambda r: [batch_messages(r)], "cell": cell_messages, "open": lambda r: [open_messages(r)]}
+
 def record_messages(record: dict, mode: str) -> list:
     "The chats of one puzzle in a setting: [chat] for batch/open, one chat per cell for cell."
-    if mode == "batch": return [batch_messages(record)]
-    if mode == "open": return [open_messages(record)]
-    if mode == "cell": return cell_messages(record)
-    raise InputError(mode, "mode must be batch, cell or open")
+    if mode not in MODES: raise InputError(mode, f"mode must be one of {', '.join(MODES)}")
+    return MODES[mode](record)
 
-def plan_jobs(records: list, mode: str, samples: int, done: set) -> list[Job]:
+# %% ../nbs/06_inference.ipynb #ba1cdc5f
+def plan_jobs(records: list,   # puzzle records
+              mode: str,       # setting: one of MODES
+              samples: int,    # responses wanted per puzzle
+              done: set        # keys (id, sample, cell) already stored
+             ) -> list[Job]:
     "Jobs for every (id, sample[, cell]) key not in `done`."
     jobs = []
     for r in records:
@@ -99,7 +121,8 @@ class PredictionStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "w")
         try: fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError: raise InputError(self.path, "another cello1 run is writing this file") from None
+        except BlockingIOError:
+            raise InputError(self.path, "another cello1 run is writing this file") from None
         self.records = read_jsonl(self.path, tolerant=True)
         self.parts_path = self.path.with_name(self.path.name + ".cells.jsonl")
         self.parts = read_jsonl(self.parts_path, tolerant=True) if mode == "cell" else []
@@ -110,7 +133,8 @@ class PredictionStore:
         for r in self.records:
             for k in ("mode", "repair", "backend", "model"):
                 if k in self.meta and r.get(k) != self.meta[k]:
-                    raise InputError(self.path, f"holds {k}={r.get(k)!r} predictions; write {k}={self.meta[k]!r} ones to another file")
+                    raise InputError(self.path, f"holds {k}={r.get(k)!r} predictions; "
+                                                f"write {k}={self.meta[k]!r} ones to another file")
 
     @property
     def done(self) -> set:
@@ -130,15 +154,20 @@ class PredictionStore:
         self.parts.append(rec)
         self.assemble(rec["id"], rec["sample"], n_cells, answer)
 
-    def assemble(self, id_, sample: int, n_cells: int, answer: str):
+    def assemble(self, id_,         # puzzle id
+                 sample: int,       # sample index
+                 n_cells: int,      # cells of the puzzle
+                 answer: str):      # the puzzle's answer
         "Write the batch line of (id, sample) if all its cells are stored and it is not yet written."
         if (id_, sample, None) in self.done: return
         cells = {p["cell"]: p for p in self.parts if p["id"] == id_ and p["sample"] == sample}
         if len(cells) < n_cells: return
         parts = [cells[c] for c in range(n_cells)]
-        self.add(dict(id=id_, sample=sample, prediction=join_cell_answers([p["prediction"] for p in parts]), answer=answer,
-                      prompt_tokens=sum(p["prompt_tokens"] for p in parts), completion_tokens=sum(p["completion_tokens"] for p in parts),
-                      cost_usd=None if any(p["cost_usd"] is None for p in parts) else sum(p["cost_usd"] for p in parts),
+        self.add(dict(id=id_, sample=sample, prediction=join_cell_answers([p["prediction"] for p in parts]),
+                      answer=answer, prompt_tokens=sum(p["prompt_tokens"] for p in parts),
+                      completion_tokens=sum(p["completion_tokens"] for p in parts),
+                      cost_usd=(None if any(p["cost_usd"] is None for p in parts)
+                                else sum(p["cost_usd"] for p in parts)),
                       reasoning_rebuilt=any(p["reasoning_rebuilt"] for p in parts), cells=n_cells))
 
     def close(self):
@@ -149,30 +178,44 @@ class PredictionStore:
 def _retryable(e: Exception) -> bool:
     "429, 5xx, timeouts and connection errors are worth retrying."
     import openai
-    if isinstance(e, (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError)): return True
+    if isinstance(e, (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
+                      openai.InternalServerError)): return True
     return isinstance(e, openai.APIStatusError) and e.status_code >= 500
 
+# %% ../nbs/06_inference.ipynb #6d06dc04
 def backoff_delay(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
     "Exponential backoff with jitter: uniform in [0.5, 1.5] x min(cap, base * 2^attempt)."
     return min(cap, base * 2 ** attempt) * random.uniform(0.5, 1.5)
 
-# %% ../nbs/06_inference.ipynb #e2ec3d0d
+# %% ../nbs/06_inference.ipynb #977480b8
 class OpenAIBackend:
     "OpenAI or any OpenAI-compatible server, through the official async client."
     name = "openai"
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
-                 max_retries: int = 6, timeout: float = 600, backoff: float = 1.0, prices: dict | None = None):
+    def __init__(self, model: str,                       # API model name
+                 base_url: str | None = None,            # OpenAI-compatible server (default: OpenAI's)
+                 api_key_env: str = "OPENAI_API_KEY",    # environment variable holding the API key
+                 concurrency: int = 8,                   # requests in flight
+                 max_retries: int = 6,                   # retries of a failed request (exponential backoff)
+                 timeout: float = 600,                   # seconds per request
+                 backoff: float = 1.0,                   # first retry delay in seconds
+                 prices: dict | None = None):            # {model: (USD per 1M input, per 1M output tokens)}
+        if concurrency < 1 or max_retries < 0:
+            raise InputError("--concurrency / --max-retries", "need >= 1 and >= 0")
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
-        self.concurrency, self.max_retries, self.timeout, self.backoff, self.prices = concurrency, max_retries, timeout, backoff, prices
+        (self.concurrency, self.max_retries,
+         self.timeout, self.backoff) = concurrency, max_retries, timeout, backoff
+        self.prices = prices
         self.retries = 0
 
     def _client(self):
         "An AsyncOpenAI client; the key comes from the environment only."
         from openai import AsyncOpenAI
         key = os.environ.get(self.api_key_env)
-        if not key and self.base_url is None: raise InputError(self.api_key_env, "is not set (the OpenAI API needs a key)")
-        return AsyncOpenAI(api_key=key or "EMPTY", base_url=self.base_url, max_retries=0, timeout=self.timeout)
+        if not key and self.base_url is None:
+            raise InputError(self.api_key_env, "is not set (the OpenAI API needs a key)")
+        return AsyncOpenAI(api_key=key or "EMPTY", base_url=self.base_url, max_retries=0,
+                           timeout=self.timeout)
 
     def _params(self, cfg: SamplingConfig, n: int) -> dict:
         "Request parameters; reasoning models get max_completion_tokens and no sampling settings."
@@ -189,13 +232,16 @@ class OpenAIBackend:
             extra = getattr(ch.message, "model_extra", None) or {}
             reasoning = extra.get("reasoning_content") or extra.get("reasoning")
             text, rebuilt = rebuild_reasoning(ch.message.content, reasoning)
-            out.append(Completion(text, ch.finish_reason, pt // k, ct // k, call_cost(self.model, pt / k, ct / k, self.prices), rebuilt))
+            out.append(Completion(text, ch.finish_reason, pt // k, ct // k,
+                                  call_cost(self.model, pt / k, ct / k, self.prices), rebuilt))
         return out
 
     async def _call(self, client, messages, cfg, n) -> list[Completion]:
         "One request with retries."
         for attempt in range(self.max_retries + 1):
-            try: return self._completions(await client.chat.completions.create(model=self.model, messages=messages, **self._params(cfg, n)))
+            try:
+                return self._completions(await client.chat.completions.create(
+                    model=self.model, messages=messages, **self._params(cfg, n)))
             except Exception as e:
                 if not _retryable(e) or attempt == self.max_retries: raise
                 self.retries += 1
@@ -217,7 +263,10 @@ class OpenAIBackend:
         try: await asyncio.gather(*(self._job(client, sem, j, cfg, on_result, on_error) for j in jobs))
         finally: await client.close()
 
-    def run(self, jobs: list[Job], cfg: SamplingConfig, on_result, on_error):
+    def run(self, jobs: list[Job],       # the jobs to answer
+            cfg: SamplingConfig,         # how to sample
+            on_result,                   # `on_result(job, sample, Completion)`, called as each arrives
+            on_error):                   # `on_error(job, exception)`, called when a job fails
         "Answer all jobs; `on_result(job, sample, Completion)` as each arrives."
         asyncio.run(self._run(jobs, cfg, on_result, on_error))
 
@@ -226,7 +275,11 @@ class TransformersBackend:
     "A local Hugging Face causal LM (optionally + LoRA adapter), batched generation with left padding."
     name = "transformers"
 
-    def __init__(self, model: str, adapter: str | None = None, device: str | None = None, batch_size: int = 4, dtype: str = "auto"):
+    def __init__(self, model: str,               # a local directory or a hub name
+                 adapter: str | None = None,     # PEFT/LoRA adapter directory
+                 device: str | None = None,      # torch device (default: cuda if available, else cpu)
+                 batch_size: int = 4,            # chats generated together
+                 dtype: str = "auto"):           # torch dtype of the weights
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -241,20 +294,26 @@ class TransformersBackend:
     def _generate(self, chats: list, n: int, cfg: SamplingConfig) -> list[list[Completion]]:
         "n completions for each chat of one batch."
         import torch
-        enc = self.tok.apply_chat_template(chats, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True).to(self.device)
+        enc = self.tok.apply_chat_template(chats, add_generation_prompt=True, return_tensors="pt",
+                                           padding=True, return_dict=True).to(self.device)
         if cfg.seed is not None: torch.manual_seed(cfg.seed)
         sample = cfg.temperature > 0
         with torch.no_grad():
-            out = self.lm.generate(**enc, max_new_tokens=cfg.max_tokens, do_sample=sample, num_return_sequences=n,
-                                   pad_token_id=self.tok.pad_token_id, **(dict(temperature=cfg.temperature, top_p=cfg.top_p) if sample else {}))
+            out = self.lm.generate(**enc, max_new_tokens=cfg.max_tokens, do_sample=sample,
+                                   num_return_sequences=n, pad_token_id=self.tok.pad_token_id,
+                                   **(dict(temperature=cfg.temperature, top_p=cfg.top_p) if sample else {}))
         new = out[:, enc["input_ids"].shape[1]:]
         texts = self.tok.batch_decode(new, skip_special_tokens=True)
         lens = (new != self.tok.pad_token_id).sum(1).tolist()
         finish = ["length" if l >= cfg.max_tokens else "stop" for l in lens]
         pt = enc["attention_mask"].sum(1).tolist()
-        return [[Completion(texts[i * n + k], finish[i * n + k], pt[i], lens[i * n + k], 0.0) for k in range(n)] for i in range(len(chats))]
+        return [[Completion(texts[i * n + k], finish[i * n + k], pt[i], lens[i * n + k], 0.0)
+                 for k in range(n)] for i in range(len(chats))]
 
-    def run(self, jobs: list[Job], cfg: SamplingConfig, on_result, on_error):
+    def run(self, jobs: list[Job],       # the jobs to answer
+            cfg: SamplingConfig,         # how to sample
+            on_result,                   # `on_result(job, sample, Completion)`, called as each arrives
+            on_error):                   # `on_error(job, exception)`, called when a job fails
         "Answer jobs batch by batch (jobs of a batch share the largest sample count)."
         for b in range(0, len(jobs), self.batch_size):
             batch = jobs[b:b + self.batch_size]
@@ -270,13 +329,22 @@ class VLLMBackend:
     "vLLM offline generation (GPU cluster environment only)."
     name = "vllm"
 
-    def __init__(self, model: str, adapter: str | None = None, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9):
+    def __init__(self, model: str,                       # a local directory or a hub name
+                 adapter: str | None = None,             # LoRA adapter directory
+                 tensor_parallel_size: int = 1,          # GPUs per model
+                 gpu_memory_utilization: float = 0.9):   # share of GPU memory vLLM may take
         try: from vllm import LLM
-        except ImportError as e: raise InputError("--backend vllm", "vLLM is not installed here; use the cluster environment (environment-cluster.yml)") from e
-        self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization, enable_lora=bool(adapter))
+        except ImportError as e:
+            raise InputError("--backend vllm", "vLLM is not installed here; "
+                             "use the cluster environment (environment-cluster.yml)") from e
+        self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size,
+                       gpu_memory_utilization=gpu_memory_utilization, enable_lora=bool(adapter))
         self.model, self.adapter = model, adapter
 
-    def run(self, jobs: list[Job], cfg: SamplingConfig, on_result, on_error):
+    def run(self, jobs: list[Job],       # the jobs to answer
+            cfg: SamplingConfig,         # how to sample
+            on_result,                   # `on_result(job, sample, Completion)`, called as each arrives
+            on_error):                   # `on_error(job, exception)`, called when a job fails
         "All jobs in one offline call; n = the largest sample count."
         from vllm import SamplingParams
         lora = None
@@ -284,27 +352,39 @@ class VLLMBackend:
             from vllm.lora.request import LoRARequest
             lora = LoRARequest("adapter", 1, self.adapter)
         n = max(len(j.samples) for j in jobs) if jobs else 1
-        params = SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=cfg.seed)
+        params = SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
+                                seed=cfg.seed)
         for j, out in zip(jobs, self.llm.chat([j.messages for j in jobs], params, lora_request=lora)):
             for k, o in zip(j.samples, out.outputs):
                 text, rebuilt = rebuild_reasoning(o.text, getattr(o, "reasoning_content", None))
-                on_result(j, k, Completion(text, o.finish_reason, len(out.prompt_token_ids), len(o.token_ids), 0.0, rebuilt))
+                on_result(j, k, Completion(text, o.finish_reason, len(out.prompt_token_ids), len(o.token_ids),
+                                           0.0, rebuilt))
 
-# %% ../nbs/06_inference.ipynb #807e15aa
-def make_backend(name: str, model: str, base_url: str | None = None, concurrency: int = 8, adapter: str | None = None,
-                 tensor_parallel_size: int = 1, prices: dict | None = None, **kw):
+# %% ../nbs/06_inference.ipynb #c28ea6bb
+BACKENDS = ("openai", "transformers", "vllm")
+
+def make_backend(name: str,                     # one of BACKENDS
+                 model: str,                    # API model name, or a local directory / hub name
+                 base_url: str | None = None,   # OpenAI-compatible server (openai)
+                 concurrency: int = 8,          # requests in flight (openai)
+                 adapter: str | None = None,    # LoRA adapter directory (transformers, vllm)
+                 tensor_parallel_size: int = 1, # GPUs per model (vllm)
+                 prices: dict | None = None,    # {model: (USD per 1M input, per 1M output tokens)} (openai)
+                 **kw):
     "A backend by name."
+    if name not in BACKENDS: raise InputError(name, f"unknown backend; choose {', '.join(BACKENDS)}")
     if name == "openai": return OpenAIBackend(model, base_url, concurrency=concurrency, prices=prices, **kw)
     if name == "transformers": return TransformersBackend(model, adapter)
-    if name == "vllm": return VLLMBackend(model, adapter, tensor_parallel_size)
-    raise InputError(name, "unknown backend; choose openai, transformers or vllm")
+    return VLLMBackend(model, adapter, tensor_parallel_size)
 
 # %% ../nbs/06_inference.ipynb #88996267
 def _result_writer(store: PredictionStore, records: dict, mode: str, bar, totals: dict):
     "The on_result callback: store a completion and update the bar."
     def on_result(job: Job, sample: int, c: Completion):
-        rec = dict(id=job.id, sample=sample, prediction=c.text, answer=records[job.id]["answer"], finish_reason=c.finish_reason,
-                   prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, cost_usd=c.cost_usd, reasoning_rebuilt=c.reasoning_rebuilt)
+        rec = dict(id=job.id, sample=sample, prediction=c.text, answer=records[job.id]["answer"],
+                   finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
+                   completion_tokens=c.completion_tokens, cost_usd=c.cost_usd,
+                   reasoning_rebuilt=c.reasoning_rebuilt)
         if mode == "cell":
             n = len(parse_puzzle(records[job.id]["user_msg"], check=False)[1])
             store.add_part({**rec, "cell": job.cell}, n, records[job.id]["answer"])
@@ -313,52 +393,75 @@ def _result_writer(store: PredictionStore, records: dict, mode: str, bar, totals
         bar.update(1); bar.set_postfix(cost=f"${totals['cost_usd']:.4f}", tokens=totals["tokens"])
     return on_result
 
-def predict(puzzles, backend, out, mode: str = "batch", cfg: SamplingConfig | None = None, repair: str | None = None,
-            progress: bool = True) -> dict:
+def predict(puzzles,                         # CellPuzzles: a directory, a JSONL file or a hub name
+            backend,                         # a backend (see `make_backend`)
+            out,                             # the append-only JSONL of responses
+            mode: str = "batch",             # setting: one of MODES
+            cfg: SamplingConfig | None = None, # how to sample (default: SamplingConfig())
+            repair: str | None = None,       # one of REPAIRS, or None for free generation
+            progress: bool = True            # show a progress bar
+           ) -> dict:
     "Answer every puzzle `cfg.samples` times into an append-only JSONL, skipping stored responses."
     cfg = cfg or SamplingConfig()
     records = {r["id"]: r for r in load_cellpuzzles(puzzles, "test")}
-    store = PredictionStore(out, mode, dict(mode=mode, model=getattr(backend, "model", None), backend=backend.name, repair=repair))
+    store = PredictionStore(out, mode, dict(mode=mode, model=getattr(backend, "model", None),
+                                            backend=backend.name, repair=repair))
     try:
         jobs = plan_jobs(list(records.values()), mode, cfg.samples, store.done)
         totals, errors = dict(new=0, tokens=0, cost_usd=0.0), []
-        bar = tqdm(total=sum(len(j.samples) for j in jobs), desc=f"{backend.name}:{mode}", unit="resp", disable=None if progress else True)
-        on_error = lambda job, e: errors.append(dict(id=job.id, cell=job.cell, samples=job.samples, error=f"{type(e).__name__}: {str(e)[:300]}"))
-        if repair: repair_run(backend, jobs, records, _result_writer(store, records, mode, bar, totals), on_error)
+        bar = tqdm(total=sum(len(j.samples) for j in jobs), desc=f"{backend.name}:{mode}", unit="resp",
+                   disable=None if progress else True)
+        on_error = lambda job, e: errors.append(dict(id=job.id, cell=job.cell, samples=job.samples,
+                                                     error=f"{type(e).__name__}: {str(e)[:300]}"))
+        if repair:
+            repair_run(backend, jobs, records, _result_writer(store, records, mode, bar, totals), on_error)
         elif jobs: backend.run(jobs, cfg, _result_writer(store, records, mode, bar, totals), on_error)
         bar.close()
-        return dict(out=str(out), puzzles=len(records), stored=len(store.records), new=totals["new"], failed=errors,
-                    completion_tokens=totals["tokens"], cost_usd=round(totals["cost_usd"], 6), retries=getattr(backend, "retries", 0))
+        return dict(out=str(out), puzzles=len(records), stored=len(store.records), new=totals["new"],
+                    failed=errors, completion_tokens=totals["tokens"], cost_usd=round(totals["cost_usd"], 6),
+                    retries=getattr(backend, "retries", 0))
     finally: store.close()
 
-# %% ../nbs/06_inference.ipynb #fc8105ad
+# %% ../nbs/06_inference.ipynb #e639e5ef
 def label_logprobs(backend: TransformersBackend, chat: list, labels: list[str]) -> np.ndarray:
     "Mean per-token log-likelihood of each label as the answer to one chat."
     import torch
-    prefix = backend.tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) + ANSWER_ONLY_PREFIX
+    prefix = (backend.tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+              + ANSWER_ONLY_PREFIX)
     p_ids = backend.tok(prefix, add_special_tokens=False)["input_ids"]
     conts = [backend.tok(l + "</answer>", add_special_tokens=False)["input_ids"] for l in labels]
     seqs = [p_ids + c for c in conts]
     width = max(map(len, seqs))
     ids = torch.full((len(seqs), width), backend.tok.pad_token_id)
     for i, s in enumerate(seqs): ids[i, :len(s)] = torch.tensor(s)
-    with torch.no_grad(): logp = backend.lm(input_ids=ids.to(backend.device)).logits.float().log_softmax(-1).cpu()
+    with torch.no_grad():
+        logp = backend.lm(input_ids=ids.to(backend.device)).logits.float().log_softmax(-1).cpu()
     out = []
     for i, c in enumerate(conts):
         pos = torch.arange(len(p_ids) - 1, len(p_ids) - 1 + len(c))
         out.append(float(logp[i, pos, torch.tensor(c)].mean()))
     return np.array(out)
 
-def repair_run(backend, jobs: list[Job], records: dict, on_result, on_error):
+# %% ../nbs/06_inference.ipynb #2b5d3b71
+REPAIRS = ("hungarian",)
+
+def repair_run(backend,           # a TransformersBackend (it scores with the model)
+               jobs: list[Job],   # the jobs to answer
+               records: dict,     # puzzle records by id
+               on_result,         # `on_result(job, sample, Completion)`, called for each sample
+               on_error):         # `on_error(job, exception)`, called when a job fails
     "The hungarian repair: one scored, one-to-one response per job (batch setting, transformers backend)."
     from cello1.solvers import assign, make_response
-    if not isinstance(backend, TransformersBackend): raise InputError("--repair hungarian", "needs --backend transformers (it scores with the model)")
+    if not isinstance(backend, TransformersBackend):
+        raise InputError("--repair hungarian", "needs --backend transformers (it scores with the model)")
     for job in jobs:
         try:
             rec = records[job.id]
             _, cells, cands = parse_puzzle(rec["user_msg"], check=False)
             scores = np.stack([label_logprobs(backend, chat, cands) for chat in cell_messages(rec)])
             labels = [cands[j] for j in assign(scores)]
-            text = make_response(labels, [""] * len(labels), "hungarian repair: each cell's log-likelihood of every candidate (Table 10 prompt), one-to-one assignment")
+            text = make_response(labels, [""] * len(labels),
+                                 "hungarian repair: each cell's log-likelihood of every candidate "
+                                 "(Table 10 prompt), one-to-one assignment")
             for k in job.samples: on_result(job, k, Completion(text, "stop", 0, 0, 0.0))
         except Exception as e: on_error(job, e)

@@ -12,22 +12,26 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['TAGS', 'ANSWER_SEP', 'ANSWER_ONLY_PREFIX', 'REWARDS', 'METRICS', 'TABLE2_HEADER', 'REFLECTION_CUES',
-           'EASY_FIRST_CUES', 'ELIMINATION_CUES', 'is_valid', 'write_response', 'answer_only_response', 'answer_items',
-           'gold_items', 'think_text', 'loose_answer_items', 'score_batch', 'batch_reward', 'dense_reward',
-           'cell_answer', 'cell_reward', 'compute_score', 'completion_text', 'trl_batch_reward', 'trl_batch_acc',
-           'trl_dense_reward', 'trl_cell_reward', 'trl_cell_acc', 'token_counter', 'evaluate', 'format_row',
-           'similarity_name', 'label_similarity', 'evaluate_open', 'is_open_valid', 'reasoning_text',
+           'EASY_FIRST_CUES', 'ELIMINATION_CUES', 'strict_answer', 'is_valid', 'write_response', 'answer_only_response',
+           'answer_items', 'gold_items', 'think_text', 'loose_answer_items', 'score_batch', 'batch_reward',
+           'dense_reward', 'cell_answer', 'cell_reward', 'compute_score', 'completion_text', 'trl_batch_reward',
+           'trl_batch_acc', 'trl_dense_reward', 'trl_cell_reward', 'trl_cell_acc', 'token_counter', 'evaluate',
+           'format_row', 'similarity_name', 'label_similarity', 'evaluate_open', 'is_open_valid', 'reasoning_text',
            'annotation_order', 'reasoning_behaviour', 'join_cell_answers']
 
 # %% ../nbs/03_metrics.ipynb #94a92bf0
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 _STRICT = re.compile(r"<think>.*</think>\n<answer>(.*)</answer>\n?", re.S)
 
+def strict_answer(response) -> str | None:
+    "The answer text of a response in the strict format, or None when it is not in it."
+    if not isinstance(response, str) or any(response.count(t) != 1 for t in TAGS): return None
+    m = _STRICT.fullmatch(response)
+    return m.group(1) if m is not None and "|" in m.group(1) else None
+
 def is_valid(response) -> bool:
     "True when `response` follows the strict <think>...</think>\\n<answer>a | b</answer> format."
-    if not isinstance(response, str) or any(response.count(t) != 1 for t in TAGS): return False
-    m = _STRICT.fullmatch(response)
-    return m is not None and "|" in m.group(1)
+    return strict_answer(response) is not None
 
 # %% ../nbs/03_metrics.ipynb #e4a32187
 ANSWER_SEP = " | "
@@ -43,13 +47,16 @@ def answer_only_response(answer: str) -> str:
     "A strict-format response with empty reasoning around `answer`."
     return write_response("\n", [answer])
 
-# %% ../nbs/03_metrics.ipynb #6df3d200
+# %% ../nbs/03_metrics.ipynb #51eb4f19
 def answer_items(response) -> list[str]:
     "The predicted labels of a valid response, in order (empty for an invalid one)."
-    if not is_valid(response): return []
-    inner = response.split("<answer>", 1)[1].split("</answer>", 1)[0]
-    return [p.strip() for p in inner.split("|") if p.strip()]
+    return _split_items(strict_answer(response))
 
+def _split_items(inner: str | None) -> list[str]:
+    "The non-empty, stripped `|`-separated items of an answer text (none for None)."
+    return [] if inner is None else [p.strip() for p in inner.split("|") if p.strip()]
+
+# %% ../nbs/03_metrics.ipynb #354bf060
 def gold_items(answer) -> list[str]:
     "The gold labels from a ' | '-joined string or a sequence of labels."
     if hasattr(answer, "tolist") and not isinstance(answer, str): answer = answer.tolist()
@@ -58,9 +65,9 @@ def gold_items(answer) -> list[str]:
     else: return []
     return [a.strip() for a in items if a.strip()]
 
-# %% ../nbs/03_metrics.ipynb #8a30071d
+# %% ../nbs/03_metrics.ipynb #81a3eb8e
 def _between(text, open_tag: str, close_tag: str, to_end: bool = False, last: bool = False) -> str:
-    "The text after the first (or `last`) `open_tag` up to `close_tag` ('' when absent, or to the end if `to_end`)."
+    "The text after the first (or `last`) `open_tag` up to `close_tag` ('' if absent; to the end if `to_end`)"
     if not isinstance(text, str) or open_tag not in text: return ""
     rest = text.rsplit(open_tag, 1)[1] if last else text.split(open_tag, 1)[1]
     return rest.split(close_tag, 1)[0] if close_tag in rest or to_end else ""
@@ -69,6 +76,7 @@ def think_text(response) -> str:
     "The reasoning between <think> and </think> (or the end of an unclosed one); '' when there is none."
     return _between(response, "<think>", "</think>", to_end=True).strip()
 
+# %% ../nbs/03_metrics.ipynb #f033fc58
 def loose_answer_items(response) -> list[str]:
     "The items of a valid response, else those after the last <answer> (empty items kept in place)."
     if is_valid(response): return answer_items(response)
@@ -78,21 +86,24 @@ def loose_answer_items(response) -> list[str]:
 # %% ../nbs/03_metrics.ipynb #f0a582c1
 def score_batch(response, answer) -> dict:
     "cell_acc, batch_acc, uniqueness, format, n (gold size), n_pred and hits of one response."
-    valid, pred, gold = is_valid(response), answer_items(response), gold_items(answer)
+    inner = strict_answer(response)
+    valid, gold = inner is not None, gold_items(answer)
+    pred = _split_items(inner)
     n = len(gold)
     hits = sum(p.casefold() == g.casefold() for p, g in zip(pred, gold))
     uniq = len({p.casefold() for p in pred}) / max(len(pred), n) if valid and max(len(pred), n) else 0.0
     return dict(cell_acc=hits / n if n else 0.0, batch_acc=float(n > 0 and len(pred) == n and hits == n),
                 uniqueness=uniq, format=float(valid), n=n, n_pred=len(pred), hits=hits)
 
-# %% ../nbs/03_metrics.ipynb #f644895e
+# %% ../nbs/03_metrics.ipynb #7c1f27f5
 def batch_reward(response, answer) -> float:
     "Paper Eq. 2: -1 if invalid, 1 if all cells are right, else 0."
     if not is_valid(response): return -1.0
     return score_batch(response, answer)["batch_acc"]
 
+# %% ../nbs/03_metrics.ipynb #751359c5
 def dense_reward(response, answer) -> float:
-    "The public code's reward: -1 if invalid, wrong length or repeated items; else (cell_acc + batch_acc) / 2."
+    "The public code's reward: -1 if invalid, wrong length or repeated items; else mean cell and batch acc."
     s = score_batch(response, answer)
     pred = answer_items(response)
     if not s["format"] or s["n_pred"] != s["n"] or len({p.casefold() for p in pred}) != len(pred): return -1.0
@@ -100,26 +111,35 @@ def dense_reward(response, answer) -> float:
 
 REWARDS = {"batch": batch_reward, "dense": dense_reward}
 
-# %% ../nbs/03_metrics.ipynb #1820d551
+# %% ../nbs/03_metrics.ipynb #2ba49cfe
 def cell_answer(response) -> str | None:
     "The label of a strict-format one-cell response (Table 10), or None when it is malformed."
     if not isinstance(response, str) or any(response.count(t) != 1 for t in TAGS): return None
     m = _STRICT.fullmatch(response)
     return (m.group(1).strip() or None) if m and "|" not in m.group(1) else None
 
+# %% ../nbs/03_metrics.ipynb #1156791b
 def cell_reward(response, label) -> float:
     "Eq. 2 on one cell: -1 if malformed, 1 if the label is right (case-insensitive), else 0."
     a = cell_answer(response)
     return -1.0 if a is None else float(a.casefold() == str(label).strip().casefold())
 
-# %% ../nbs/03_metrics.ipynb #43a439fd
-def compute_score(data_source=None, solution_str=None, ground_truth=None, extra_info=None, reward: str = "batch", **kwargs) -> dict:
+# %% ../nbs/03_metrics.ipynb #14861dbe
+def compute_score(data_source=None,      # verl's dataset name (unused)
+                  solution_str=None,     # the model's response
+                  ground_truth=None,     # the gold answer
+                  extra_info=None,       # verl's per-sample extras (unused)
+                  reward: str = "batch", # a key of `REWARDS`
+                  **kwargs               # verl's other reward kwargs (ignored)
+                 ) -> dict:
     "verl custom reward: {'score': reward, plus the batch's metrics}."
-    if reward not in REWARDS: raise ValueError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
+    if reward not in REWARDS:
+        raise ValueError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
     s = score_batch(solution_str, ground_truth)
     return dict(score=REWARDS[reward](solution_str, ground_truth), acc=s["batch_acc"], cell_acc=s["cell_acc"],
                 batch_acc=s["batch_acc"], uniqueness=s["uniqueness"], format=s["format"])
 
+# %% ../nbs/03_metrics.ipynb #b0a83b0d
 def completion_text(completion) -> str:
     "The text of a TRL completion: a string, a message dict, or a list of messages (last one's content)."
     if isinstance(completion, str): return completion
@@ -129,32 +149,36 @@ def completion_text(completion) -> str:
         return content if isinstance(content, str) else ""
     return ""
 
+# %% ../nbs/03_metrics.ipynb #3d80b775
 def trl_batch_reward(completions, answer=None, **kwargs) -> list[float]:
     "TRL reward function: paper Eq. 2 on each completion against the `answer` column."
     answer = answer if answer is not None else [None] * len(completions)
     return [batch_reward(completion_text(c), a) for c, a in zip(completions, answer)]
 
+# %% ../nbs/03_metrics.ipynb #e0f879d0
 def trl_batch_acc(completions, answer=None, **kwargs) -> list[float]:
-    "Not a reward: batch accuracy (0/1) as a TRL reward function of weight 0, so TRL logs it (e.g. on the validation set)."
+    "Not a reward: batch accuracy (0/1) as a TRL reward function of weight 0, so TRL logs it."
     answer = answer if answer is not None else [None] * len(completions)
     return [score_batch(completion_text(c), a)["batch_acc"] for c, a in zip(completions, answer)]
 
+# %% ../nbs/03_metrics.ipynb #d3c61e67
 def trl_dense_reward(completions, answer=None, **kwargs) -> list[float]:
     "TRL reward function: the public code's dense reward against the `answer` column."
     answer = answer if answer is not None else [None] * len(completions)
     return [dense_reward(completion_text(c), a) for c, a in zip(completions, answer)]
 
-# %% ../nbs/03_metrics.ipynb #b29afd5a
+# %% ../nbs/03_metrics.ipynb #a8b40147
 def trl_cell_reward(completions, answer=None, **kwargs) -> list[float]:
     "TRL reward function: Eq. 2 on one cell, against the `answer` column (one label per prompt)."
     answer = answer if answer is not None else [None] * len(completions)
     return [cell_reward(completion_text(c), a) for c, a in zip(completions, answer)]
 
+# %% ../nbs/03_metrics.ipynb #eec6d547
 def trl_cell_acc(completions, answer=None, **kwargs) -> list[float]:
     "Not a reward: one-cell accuracy (0/1), a weight-0 TRL reward function so TRL logs it."
     return [float(r == 1.0) for r in trl_cell_reward(completions, answer)]
 
-# %% ../nbs/03_metrics.ipynb #badd04e4
+# %% ../nbs/03_metrics.ipynb #45fefab0
 def token_counter(tokenizer: str = "whitespace"):
     "A function counting the tokens of a response under `tokenizer` ('whitespace' or a HF name/path)."
     if tokenizer in (None, "", "whitespace"): return lambda s: len(s.split()) if isinstance(s, str) else 0
@@ -162,10 +186,12 @@ def token_counter(tokenizer: str = "whitespace"):
     try:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(tokenizer)
-    except Exception as e: raise InputError(tokenizer, f"could not load tokenizer ({type(e).__name__}: {e}); use a local path or 'whitespace'") from e
+    except Exception as e:
+        raise InputError(tokenizer, f"could not load tokenizer ({type(e).__name__}: {e}); "
+                                    "use a local path or 'whitespace'") from e
     return lambda s: len(tok.encode(s, add_special_tokens=False)) if isinstance(s, str) else 0
 
-# %% ../nbs/03_metrics.ipynb #866079b1
+# %% ../nbs/03_metrics.ipynb #694b7576
 METRICS = ("cell_acc", "cell_acc_micro", "batch_acc", "format_validity", "uniqueness", "response_length")
 
 def _bootstrap(per: dict, n_boot: int, seed: int) -> dict:
@@ -176,24 +202,33 @@ def _bootstrap(per: dict, n_boot: int, seed: int) -> dict:
     draws = {k: per[k][idx].mean(1) for k in ("cell_acc", "batch_acc", "format", "uniqueness", "length")}
     draws["cell_acc_micro"] = per["hits"][idx].sum(1) / np.maximum(per["n"][idx].sum(1), 1)
     names = dict(format="format_validity", length="response_length")
-    return {names.get(k, k): [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in draws.items()}
+    return {names.get(k, k): [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+            for k, v in draws.items()}
 
 def _by_n(per: dict) -> dict:
     "Per-N count, cell and batch accuracy."
     out = {}
     for n in sorted(set(per["n"].astype(int).tolist())):
         m = per["n"] == n
-        out[str(n)] = dict(count=int(m.sum()), cell_acc=float(per["cell_acc"][m].mean()), batch_acc=float(per["batch_acc"][m].mean()))
+        out[str(n)] = dict(count=int(m.sum()), cell_acc=float(per["cell_acc"][m].mean()),
+                           batch_acc=float(per["batch_acc"][m].mean()))
     return out
 
-# %% ../nbs/03_metrics.ipynb #9bb7241a
-def evaluate(responses: list, answers: list, ids: list | None = None, tokenizer: str = "whitespace",
-             n_boot: int = 1000, seed: int = 0) -> dict:
+# %% ../nbs/03_metrics.ipynb #47ef9b1a
+def evaluate(responses: list,               # one response per batch
+             answers: list,                 # the gold answers, in the same order
+             ids: list | None = None,       # batch ids for `per_batch` (default 0, 1, ...)
+             tokenizer: str = "whitespace", # how response length is counted (`token_counter`)
+             n_boot: int = 1000,            # bootstrap resamples for the 95% intervals (0: none)
+             seed: int = 0                  # bootstrap RNG seed
+            ) -> dict:
     "Aggregate metrics of responses against gold answers (Table 2 columns, per N, per batch, 95% CIs)."
-    if len(responses) != len(answers): raise ValueError(f"{len(responses)} responses for {len(answers)} answers")
+    if len(responses) != len(answers):
+        raise ValueError(f"{len(responses)} responses for {len(answers)} answers")
     count = token_counter(tokenizer)
     scores = [score_batch(r, a) for r, a in zip(responses, answers)]
-    per = {k: np.array([s[k] for s in scores], float) for k in ("cell_acc", "batch_acc", "uniqueness", "format", "n", "hits")}
+    per = {k: np.array([s[k] for s in scores], float)
+           for k in ("cell_acc", "batch_acc", "uniqueness", "format", "n", "hits")}
     per["length"] = np.array([count(r) for r in responses], float)
     mean = lambda k: float(per[k].mean()) if len(scores) else 0.0
     out = dict(cell_acc=mean("cell_acc"), cell_acc_micro=float(per["hits"].sum() / max(per["n"].sum(), 1)),
@@ -201,8 +236,9 @@ def evaluate(responses: list, answers: list, ids: list | None = None, tokenizer:
                response_length=mean("length"), tokenizer=tokenizer or "whitespace", n_batches=len(scores),
                by_n=_by_n(per), ci95=_bootstrap(per, n_boot, seed))
     ids = ids if ids is not None else list(range(len(scores)))
-    out["per_batch"] = [dict(id=i, n=s["n"], cell_acc=s["cell_acc"], batch_acc=s["batch_acc"], uniqueness=s["uniqueness"],
-                             format=s["format"], length=float(l)) for i, s, l in zip(ids, scores, per["length"])]
+    out["per_batch"] = [dict(id=i, n=s["n"], cell_acc=s["cell_acc"], batch_acc=s["batch_acc"],
+                             uniqueness=s["uniqueness"], format=s["format"], length=float(l))
+                        for i, s, l in zip(ids, scores, per["length"])]
     return out
 
 # %% ../nbs/03_metrics.ipynb #d8f5aba6
@@ -214,12 +250,13 @@ def format_row(m: dict, name: str = "model") -> str:
 TABLE2_HEADER = ("| Model | Response Length | Cell-level Acc | Batch-level Acc | Format | Uniqueness |\n"
                  "|---|---|---|---|---|---|")
 
-# %% ../nbs/03_metrics.ipynb #c9e527c2
+# %% ../nbs/03_metrics.ipynb #4162335d
 def _tfidf_vectors(texts: list[str]) -> np.ndarray:
     "L2-normalised character 3-5-gram TF-IDF vectors fitted on `texts`."
     from sklearn.feature_extraction.text import TfidfVectorizer
     if not any(t.strip() for t in texts): return np.zeros((len(texts), 1))
-    return TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=True).fit_transform(texts).toarray()
+    return (TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=True)
+            .fit_transform(texts).toarray())
 
 def _hf_vectors(texts: list[str], path: str, pooling: str = "cls", batch_size: int = 64) -> np.ndarray:
     "L2-normalised embeddings from a local Hugging Face encoder ([CLS] or mean pooling)."
@@ -229,37 +266,50 @@ def _hf_vectors(texts: list[str], path: str, pooling: str = "cls", batch_size: i
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=64, return_tensors="pt")
+            enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=64,
+                      return_tensors="pt")
             h, mask = model(**enc).last_hidden_state.float(), enc["attention_mask"][..., None].float()
             v = h[:, 0] if pooling == "cls" else (h * mask).sum(1) / mask.sum(1).clamp(min=1)
             out.append(torch.nn.functional.normalize(v, dim=-1).numpy())
     return np.concatenate(out)
 
+# %% ../nbs/03_metrics.ipynb #9ac5863f
 def similarity_name(encoder: str = "tfidf", pooling: str = "cls") -> str:
     "How a similarity column is labelled in the tables."
     if encoder == "tfidf": return "char 3-5-gram TF-IDF cosine (not MedCPT)"
     return f"{Path(str(encoder).rstrip('/')).name} {'[CLS]' if pooling == 'cls' else 'mean-pooled'} cosine"
 
-def label_similarity(preds: list[str], golds: list[str], encoder: str = "tfidf", pooling: str = "cls") -> np.ndarray:
+# %% ../nbs/03_metrics.ipynb #a37a400f
+def label_similarity(preds: list[str],        # predicted labels ('' for a missing one)
+                     golds: list[str],        # gold labels, paired by position
+                     encoder: str = "tfidf",  # 'tfidf' or the path of a local HF encoder
+                     pooling: str = "cls"     # HF encoder pooling: 'cls' or 'mean'
+                    ) -> np.ndarray:
     "Cosine similarity of each predicted label to its gold label (0 for a missing prediction)."
     texts = sorted(set(preds) | set(golds))
     idx = {t: i for i, t in enumerate(texts)}
     vec = _tfidf_vectors(texts) if encoder == "tfidf" else _hf_vectors(texts, encoder, pooling)
     return np.array([float(vec[idx[p]] @ vec[idx[g]]) if p.strip() else 0.0 for p, g in zip(preds, golds)])
 
-# %% ../nbs/03_metrics.ipynb #c6b24e47
+# %% ../nbs/03_metrics.ipynb #4db40ec2
 def _open_cells(responses: list, answers: list) -> tuple[list, list, list]:
     "Flat predicted and gold labels, and each cell's batch index."
     preds, golds, owner = [], [], []
     for b, (r, a) in enumerate(zip(responses, answers)):
         gold = gold_items(a)
-        pred = (answer_items(r) + [""] * len(gold))[:len(gold)] if is_valid(r) or "<answer>" in str(r) else [""] * len(gold)
+        pred = ((answer_items(r) + [""] * len(gold))[:len(gold)] if is_valid(r) or "<answer>" in str(r)
+                else [""] * len(gold))
         preds += pred; golds += gold; owner += [b] * len(gold)
     return preds, golds, owner
 
-def evaluate_open(responses: list, answers: list, encoder: str = "tfidf", threshold: float = 0.8, pooling: str = "cls",
-                  tokenizer: str = "whitespace") -> dict:
-    "Table 12 metrics: similarity-thresholded cell and batch accuracy, format validity, mean similarity, length."
+def evaluate_open(responses: list,              # one response per batch
+                  answers: list,                # the gold answers, in the same order
+                  encoder: str = "tfidf",       # `label_similarity` encoder
+                  threshold: float = 0.8,       # similarity at which a cell counts as right
+                  pooling: str = "cls",         # HF encoder pooling: 'cls' or 'mean'
+                  tokenizer: str = "whitespace" # how response length is counted (`token_counter`)
+                 ) -> dict:
+    "Table 12 metrics: thresholded cell and batch accuracy, format validity, mean similarity, length."
     preds, golds, owner = _open_cells(responses, answers)
     sim, owner = label_similarity(preds, golds, encoder, pooling), np.array(owner)
     per = [sim[owner == b] for b in range(len(responses))]
@@ -267,28 +317,34 @@ def evaluate_open(responses: list, answers: list, encoder: str = "tfidf", thresh
     mean = lambda xs: float(np.mean(xs)) if len(xs) else 0.0
     return dict(cell_acc=mean([(s >= threshold).mean() if len(s) else 0.0 for s in per]),
                 batch_acc=mean([float(len(s) > 0 and (s >= threshold).all()) for s in per]),
-                format_validity=mean([float(is_open_valid(r)) for r in responses]), similarity=mean([mean(s) for s in per]),
+                format_validity=mean([float(is_open_valid(r)) for r in responses]),
+                similarity=mean([mean(s) for s in per]),
                 response_length=mean([count(r) for r in responses]), n_batches=len(responses),
                 similarity_name=similarity_name(encoder, pooling), threshold=threshold)
 
+# %% ../nbs/03_metrics.ipynb #af8f1760
 def is_open_valid(response) -> bool:
     "The strict tag format; an open-ended answer may hold a single label (no '|')."
     if not isinstance(response, str) or any(response.count(t) != 1 for t in TAGS): return False
     return _STRICT.fullmatch(response) is not None
 
-# %% ../nbs/03_metrics.ipynb #47243e95
-REFLECTION_CUES = re.compile(r"(?i)\b(wait|hmm+|actually|on second thought|re-?examin\w*|reconsider\w*|re-?evaluat\w*|revisit\w*|double[- ]check\w*"
-                             r"|let me check|re-?check\w*|revis(?:e|ed|ing|ion)|swap\w*|re-?assign\w*|correction|i was wrong|mistake)\b")
-EASY_FIRST_CUES = re.compile(r"(?i)(start(?:ing)? with (?:the )?(?:most |clear|obvious|easi|unambiguous)\w*|easiest|clear-?cut (?:ones|cells|cases)"
-                             r"|(?:obvious|clear|unambiguous|confident) (?:ones|cases|cells) first)")
-ELIMINATION_CUES = re.compile(r"(?i)(by elimination|process of elimination|remaining (?:cell|label|type|candidate|option)s?"
-                              r"|only (?:\w+[ -]){0,4}(?:left|remaining))")
+# %% ../nbs/03_metrics.ipynb #2ec4dbc1
+REFLECTION_CUES = re.compile(r"(?i)\b(wait|hmm+|actually|on second thought|re-?examin\w*|reconsider\w*"
+                             r"|re-?evaluat\w*|revisit\w*|double[- ]check\w*|let me check|re-?check\w*"
+                             r"|revis(?:e|ed|ing|ion)|swap\w*|re-?assign\w*|correction|i was wrong"
+                             r"|mistake)\b")
+EASY_FIRST_CUES = re.compile(r"(?i)(start(?:ing)? with (?:the )?(?:most |clear|obvious|easi|unambiguous)\w*"
+                             r"|easiest|clear-?cut (?:ones|cells|cases)|(?:obvious|clear|unambiguous"
+                             r"|confident) (?:ones|cases|cells) first)")
+ELIMINATION_CUES = re.compile(r"(?i)(by elimination|process of elimination|remaining (?:cell|label|type"
+                              r"|candidate|option)s?|only (?:\w+[ -]){0,4}(?:left|remaining))")
 
 def reasoning_text(response) -> str:
     "The reasoning part of a response (`think_text`, or all of it when there are no tags)."
     text = response if isinstance(response, str) else ""
     return _between(text, "<think>", "</think>", to_end=True) if "<think>" in text else text
 
+# %% ../nbs/03_metrics.ipynb #debcd82f
 def annotation_order(response, n: int) -> list[int]:
     "Cells in the order the reasoning first mentions them ('Cell k', 1 <= k <= n)."
     order = []
@@ -296,14 +352,16 @@ def annotation_order(response, n: int) -> list[int]:
         if 1 <= k <= n and k not in order: order.append(k)
     return order
 
+# %% ../nbs/03_metrics.ipynb #a925b063
 def reasoning_behaviour(response, n: int) -> dict:
     "Heuristic flags: self-reflection, curriculum (easy-first) and elimination, with the cues found."
     text, order = reasoning_text(response), annotation_order(response, n)
     cues = sorted({m.group(0).lower() for m in REFLECTION_CUES.finditer(text)})
     out_of_order = len(order) > 1 and order != sorted(order)
     easy = bool(EASY_FIRST_CUES.search(text))
-    return dict(self_reflection=bool(cues), reflection_cues=cues, out_of_order=out_of_order, easy_first_cue=easy,
-                curriculum=out_of_order or easy, elimination=bool(ELIMINATION_CUES.search(text)), order=order)
+    return dict(self_reflection=bool(cues), reflection_cues=cues, out_of_order=out_of_order,
+                easy_first_cue=easy, curriculum=out_of_order or easy,
+                elimination=bool(ELIMINATION_CUES.search(text)), order=order)
 
 # %% ../nbs/03_metrics.ipynb #d867b988
 def join_cell_answers(responses: list[str]) -> str:

@@ -16,12 +16,14 @@ __all__ = ['TABLE9', 'DONOR_FIELDS', 'CONTEXT_FIELDS', 'SYSTEM_MSG', 'QUESTION',
            'parse_puzzle', 'chat', 'batch_messages', 'format_cell_user_msg', 'cell_messages', 'open_messages',
            'annotation_messages']
 
-# %% ../nbs/02_prompts.ipynb #fe59093b
+# %% ../nbs/02_prompts.ipynb #6b1d6a15
 TABLE9 = {  # obs column -> {value (casefolded): sentence}; "*" = any other value ({v} is the value)
-    "smoking_status": {"active": "The patient is an active smoker.", "former": "The patient is a former smoker.",
+    "smoking_status": {"active": "The patient is an active smoker.",
+                       "former": "The patient is a former smoker.",
                        "hist of marijuana use": "The patient has a history of marijuana use.",
                        "never": "The patient has never smoked.", "*": "The patient's smoking status is {v}."},
-    "tumor_stage": {"non-cancer": "There is no cancer present.", "early": "The patient has an early-stage tumor.",
+    "tumor_stage": {"non-cancer": "There is no cancer present.",
+                    "early": "The patient has an early-stage tumor.",
                     "advanced": "The patient has an advanced-stage tumor.", "*": "The tumor stage is {v}."},
     "sample_type": {"m3": "The sample was collected at month 3 post-treatment.",
                     "m6": "The sample was collected at month 6 post-treatment.",
@@ -32,19 +34,25 @@ TABLE9 = {  # obs column -> {value (casefolded): sentence}; "*" = any other valu
     "tumor_site": {"primary": "The tumor is located at the primary site.",
                    "metastasis": "The tumor has metastasized to other parts of the body.",
                    "normal": "This sample was collected from non-tumorous tissue."},
-    "sample_source": {"tumor": "The sample is derived from tumor tissue.", "normal": "The sample is derived from normal tissue.",
-                      "blood": "The sample is a blood-derived specimen.", "lymphnode": "The sample is derived from lymph node tissue."},
+    "sample_source": {"tumor": "The sample is derived from tumor tissue.",
+                      "normal": "The sample is derived from normal tissue.",
+                      "blood": "The sample is a blood-derived specimen.",
+                      "lymphnode": "The sample is derived from lymph node tissue."},
     "cd45_expression": {"yes": "The cell is CD45-positive, suggesting an immune cell origin.",
                         "no": "The cell is CD45-negative, suggesting a non-immune cell lineage.",
                         "mixed": "The sample contains a mixture of CD45-positive and CD45-negative cells."},
-    "diabetes_history": {"yes": "The patient has a history of diabetes.", "no": "The patient does not have diabetes."},
-    "hypertension": {"yes": "The patient has a history of hypertension.", "no": "The patient does not have hypertension."},
+    "diabetes_history": {"yes": "The patient has a history of diabetes.",
+                         "no": "The patient does not have diabetes."},
+    "hypertension": {"yes": "The patient has a history of hypertension.",
+                     "no": "The patient does not have hypertension."},
     "activation": {"activated": "The sample was stimulated and represents activated immune cells.",
                    "resting": "The sample represents resting (non-activated) immune cells."},
     "genotype": {"flt3-itd,npm1-mut": "The patient carries FLT3-ITD and NPM1 mutations.",
                  "flt3-wt,npm1-mut": "The patient carries a wild-type FLT3 and an NPM1 mutation.",
-                 "apl": "The patient is diagnosed with acute promyelocytic leukemia (APL).", "*": "The patient's genotype is {v}."},
-    "medical_condition": {"epilepsy": "The patient has a history of epilepsy.", "tumor": "The patient has a diagnosed brain tumor.",
+                 "apl": "The patient is diagnosed with acute promyelocytic leukemia (APL).",
+                 "*": "The patient's genotype is {v}."},
+    "medical_condition": {"epilepsy": "The patient has a history of epilepsy.",
+                          "tumor": "The patient has a diagnosed brain tumor.",
                           "hydrocephalus": "The patient has hydrocephalus (fluid buildup in the brain).",
                           "both": "The patient has both epilepsy and a brain tumor.",
                           "other": "The patient has other neurological conditions.",
@@ -59,11 +67,12 @@ TABLE9 = {  # obs column -> {value (casefolded): sentence}; "*" = any other valu
 DONOR_FIELDS = ("sex", "development_stage", "self_reported_ethnicity", "tissue", "disease")
 CONTEXT_FIELDS = DONOR_FIELDS + tuple(TABLE9)
 
-# %% ../nbs/02_prompts.ipynb #a946028c
+# %% ../nbs/02_prompts.ipynb #1a6e8e47
 def stage_phrase(stage: str) -> str:
     "CELLxGENE's '73-year-old human stage' -> '73-year-old' (the public wording adds ' stage')."
     return re.sub(r"(\s+human)?(\s+stage)?$", "", str(stage).strip())
 
+# %% ../nbs/02_prompts.ipynb #b43c8bcb
 def table9_sentence(field_name: str, value) -> str | None:
     "Table 9's sentence for one dataset-specific field, or None when the value is missing or unmapped."
     if is_missing(value): return None
@@ -71,10 +80,13 @@ def table9_sentence(field_name: str, value) -> str | None:
     t = templates.get(str(value).strip().casefold(), templates.get("*"))
     return t.format(v=str(value).strip()) if t else None
 
+# %% ../nbs/02_prompts.ipynb #f8c66663
 def _first_sentence(meta: dict) -> str | None:
-    "'The cell is from a {sex} at the {stage} stage with {ethnicity} background, originating from the {tissue}.'"
-    sex, stage, eth, tissue = (meta.get(k) for k in ("sex", "development_stage", "self_reported_ethnicity", "tissue"))
-    parts = [f"a {sex}" if not is_missing(sex) else ("a donor" if not (is_missing(stage) and is_missing(eth)) else None),
+    "'The cell is from a {sex} at the {stage} stage with {eth} background, originating from the {tissue}.'"
+    sex, stage, eth, tissue = (meta.get(k)
+                               for k in ("sex", "development_stage", "self_reported_ethnicity", "tissue"))
+    parts = [f"a {sex}" if not is_missing(sex)
+             else ("a donor" if not (is_missing(stage) and is_missing(eth)) else None),
              f"at the {stage_phrase(stage)} stage" if not is_missing(stage) else None,
              f"with {eth} background" if not is_missing(eth) else None]
     who = " ".join(p for p in parts if p)
@@ -88,20 +100,23 @@ def context_sentence(meta: dict) -> str:
     disease = meta.get("disease")
     sentences = [_first_sentence(meta)]
     if not is_missing(disease):
-        sentences.append("The patient is healthy with no diagnosed disease." if str(disease).strip().casefold() == "normal"
+        sentences.append("The patient is healthy with no diagnosed disease."
+                         if str(disease).strip().casefold() == "normal"
                          else f"The patient has been diagnosed with {disease}.")
     sentences += [table9_sentence(f, meta.get(f)) for f in TABLE9 if f in meta]
     return "".join(s + " " for s in sentences if s)
 
-# %% ../nbs/02_prompts.ipynb #398fb918
+# %% ../nbs/02_prompts.ipynb #cd5381f6
 SYSTEM_MSG = (
-    "You are an expert assistant specialized in cell type annotation. You will be given a batch of N cells from the same "
-    "donor, where each cell represents a unique cell type. For each cell, the top expressed genes are provided in descending "
-    "order of expression. Using both the gene expression data and donor information, determine the correct cell type for "
-    "each cell. You will also receive a list of N candidate cell types, and each candidate must be assigned to exactly one "
-    "cell. Ensure that you consider all cells and candidate types together, rather than annotating each cell individually. "
-    "Include your detailed reasoning within <think> and </think> tags, and provide your final answer within <answer> and "
-    "</answer> tags. The final answer should be a single string listing the assigned cell types in order, separated by ' | '.")
+    "You are an expert assistant specialized in cell type annotation. You will be given a batch of N cells "
+    "from the same donor, where each cell represents a unique cell type. For each cell, the top expressed "
+    "genes are provided in descending order of expression. Using both the gene expression data and donor "
+    "information, determine the correct cell type for each cell. You will also receive a list of N candidate "
+    "cell types, and each candidate must be assigned to exactly one cell. Ensure that you consider all cells "
+    "and candidate types together, rather than annotating each cell individually. Include your detailed "
+    "reasoning within <think> and </think> tags, and provide your final answer within <answer> and </answer> "
+    "tags. The final answer should be a single string listing the assigned cell types in order, separated by "
+    "' | '.")
 QUESTION = "Match the cells above to one of the following cell types:"
 
 def format_user_msg(context: str, gene_lists: list[list[str]], candidates: list[str]) -> str:
@@ -109,11 +124,11 @@ def format_user_msg(context: str, gene_lists: list[list[str]], candidates: list[
     cells = "\n".join(f"Cell {i}: {', '.join(g)}" for i, g in enumerate(gene_lists, 1))
     return f"Context: {context}\n\n{cells}\n\n{QUESTION}\n" + "\n".join(candidates)
 
-# %% ../nbs/02_prompts.ipynb #a5cbe98e
+# %% ../nbs/02_prompts.ipynb #4706766b
 _CELL_LINE = re.compile(r"^Cell (\d+): ?(.*)$")
 
 def parse_user_msg(user_msg: str, source="user_msg") -> dict:
-    "Split a puzzle text into context, per-cell gene lists and candidate labels (clear errors on malformed text)."
+    "Split a puzzle text into context, per-cell gene lists and candidate labels (errors on malformed text)."
     if not isinstance(user_msg, str) or not user_msg.startswith("Context:"):
         raise InputError(source, "puzzle text must start with 'Context:'")
     head, sep, tail = user_msg.partition(QUESTION)
@@ -124,27 +139,30 @@ def parse_user_msg(user_msg: str, source="user_msg") -> dict:
     cells = []
     for i, line in enumerate(lines, 1):
         m = _CELL_LINE.match(line.strip())
-        if not m or int(m.group(1)) != i: raise InputError(source, f"expected 'Cell {i}: ...', got {line[:60]!r}")
+        if not m or int(m.group(1)) != i:
+            raise InputError(source, f"expected 'Cell {i}: ...', got {line[:60]!r}")
         cells.append([g.strip() for g in m.group(2).split(",") if g.strip()])
     candidates = [c.strip() for c in tail.strip("\n").split("\n") if c.strip()]
     if not cells: raise InputError(source, "puzzle text lists no cells")
     return dict(context=context, cells=cells, candidates=candidates)
 
-# %% ../nbs/02_prompts.ipynb #18a0916a
+# %% ../nbs/02_prompts.ipynb #89383a0f
 CELL_SYSTEM_MSG = (
-    "You are an expert assistant specialized in cell type annotation. You will be given the gene expression profile of a "
-    "single cell from a specific donor. The top expressed genes are listed in descending order. Use both gene expression "
-    "and donor context to determine the correct cell type. You will also receive a list of candidate cell types\u2014choose "
-    "the one that best fits this cell. Include your detailed reasoning within <think> and </think> tags, and provide your "
-    "final answer within <answer> and </answer> tags. The final answer should be a single string with exactly one cell type.")
+    "You are an expert assistant specialized in cell type annotation. You will be given the gene expression "
+    "profile of a single cell from a specific donor. The top expressed genes are listed in descending order. "
+    "Use both gene expression and donor context to determine the correct cell type. You will also receive a "
+    "list of candidate cell types\u2014choose the one that best fits this cell. Include your detailed "
+    "reasoning within <think> and </think> tags, and provide your final answer within <answer> and </answer> "
+    "tags. The final answer should be a single string with exactly one cell type.")
 
 OPEN_SYSTEM_MSG = (
-    "You are an expert assistant specialized in cell type annotation. You will be given a batch of N cells from the same "
-    "donor, where each cell represents a unique cell type. For each cell, the top expressed genes are provided in descending "
-    "order of expression. Using both the gene expression data and donor information, determine the correct cell type for "
-    "each cell. Ensure that you consider all cells together, rather than annotating each cell individually. Include your "
-    "detailed reasoning within <think> and </think> tags, and provide your final answer within <answer> and </answer> tags. "
-    "The final answer should be a single string naming the cell type of each cell in order, separated by ' | '.")
+    "You are an expert assistant specialized in cell type annotation. You will be given a batch of N cells "
+    "from the same donor, where each cell represents a unique cell type. For each cell, the top expressed "
+    "genes are provided in descending order of expression. Using both the gene expression data and donor "
+    "information, determine the correct cell type for each cell. Ensure that you consider all cells "
+    "together, rather than annotating each cell individually. Include your detailed reasoning within <think> "
+    "and </think> tags, and provide your final answer within <answer> and </answer> tags. The final answer "
+    "should be a single string naming the cell type of each cell in order, separated by ' | '.")
 CELL_QUESTION = "Match the cell above to one of the following cell types:"
 OPEN_QUESTION = "Name the cell type of each cell above, using Cell Ontology names."
 
@@ -155,8 +173,9 @@ def check_candidates(labels: list, source="candidates") -> list:
         raise InputError(source, f"candidate labels repeat: {', '.join(dup)}")
     return labels
 
-# %% ../nbs/02_prompts.ipynb #022ff066
-def parse_puzzle(user_msg: str, check: bool = True, source="user_msg") -> tuple[str, list[list[str]], list[str]]:
+# %% ../nbs/02_prompts.ipynb #d1be9d8a
+def parse_puzzle(user_msg: str, check: bool = True, source="user_msg"
+                ) -> tuple[str, list[list[str]], list[str]]:
     "Split a batch puzzle into (context, gene lists, candidates); clear errors on malformed text."
     p = parse_user_msg(user_msg, source)
     if check and len(p["candidates"]) != len(p["cells"]):
@@ -164,46 +183,53 @@ def parse_puzzle(user_msg: str, check: bool = True, source="user_msg") -> tuple[
     if check: check_candidates(p["candidates"], source)
     return p["context"], p["cells"], p["candidates"]
 
-# %% ../nbs/02_prompts.ipynb #d824b287
+# %% ../nbs/02_prompts.ipynb #96443d77
 def chat(system: str, user: str) -> list[dict]:
     "A system + user chat."
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
+# %% ../nbs/02_prompts.ipynb #50ef13e8
 def batch_messages(record: dict) -> list[dict]:
     "The batch-level setting (Table 1): the record's own system prompt, or SYSTEM_MSG."
     return chat(record.get("system_msg") or SYSTEM_MSG, record["user_msg"])
 
+# %% ../nbs/02_prompts.ipynb #0362252f
 def format_cell_user_msg(context: str, genes: list[str], candidates: list[str]) -> str:
     "One cell of a batch, posed alone with the batch's full candidate set (Table 9's gene sentence)."
-    return (f"Context: {context.strip()} \n\nTop expressed genes are: {', '.join(genes)}.\n\n{CELL_QUESTION}\n"
+    return (f"Context: {context.strip()} \n\nTop expressed genes are: {', '.join(genes)}.\n\n"
+            f"{CELL_QUESTION}\n"
             + "\n".join(candidates))
 
+# %% ../nbs/02_prompts.ipynb #47fe2925
 def cell_messages(record: dict) -> list[list[dict]]:
     "The decomposed setting (Appendix C): one chat per cell, each with all N candidates."
     context, cells, cands = parse_puzzle(record["user_msg"])
     return [chat(CELL_SYSTEM_MSG, format_cell_user_msg(context, g, cands)) for g in cells]
 
+# %% ../nbs/02_prompts.ipynb #c9689a4e
 def open_messages(record: dict) -> list[dict]:
     "The open-ended setting (Appendix D): the batch without the candidate list."
     context, cells, _ = parse_puzzle(record["user_msg"])
     body = format_user_msg(context + " ", cells, []).split(f"\n\n{QUESTION}")[0]
     return chat(OPEN_SYSTEM_MSG, f"{body}\n\n{OPEN_QUESTION}")
 
-# %% ../nbs/02_prompts.ipynb #9fa9e71a
+# %% ../nbs/02_prompts.ipynb #3551f0e7
 ANSWER_ONLY_SYSTEM_MSG = SYSTEM_MSG.replace(
     "Include your detailed reasoning within <think> and </think> tags, and provide your final answer within "
     "<answer> and </answer> tags.",
-    "Do not explain your reasoning: leave <think> and </think> empty and provide only the final answer within "
-    "<answer> and </answer> tags.")
+    "Do not explain your reasoning: leave <think> and </think> empty and provide only the final answer "
+    "within <answer> and </answer> tags.")
 
-# %% ../nbs/02_prompts.ipynb #250e78b3
+# %% ../nbs/02_prompts.ipynb #26849559
 UNASSIGNED = "unassigned"
-RELAX_NOTE = ("Note: there are {k} cells but {m} candidate cell types, so the one-to-one rule is relaxed: use each "
-              "candidate cell type at most once (some may stay unused), answer '" + UNASSIGNED + "' for a cell that "
-              "no remaining candidate fits, and give exactly {k} answers, one per cell in order, separated by ' | '.")
+RELAX_NOTE = ("Note: there are {k} cells but {m} candidate cell types, so the one-to-one rule is relaxed: "
+              "use each candidate cell type at most once (some may stay unused), answer '"
+              + UNASSIGNED + "' for a cell that no remaining candidate fits, and give exactly {k} answers, "
+              "one per cell in order, separated by ' | '.")
 
 def annotation_messages(context: str, gene_lists: list[list[str]], candidates: list[str]) -> list[dict]:
     "The puzzle chat: the paper's system prompt and puzzle text, plus the relaxation note when counts differ."
     user = format_user_msg(context, gene_lists, candidates)
-    if len(gene_lists) != len(candidates): user += "\n\n" + RELAX_NOTE.format(k=len(gene_lists), m=len(candidates))
+    if len(gene_lists) != len(candidates):
+        user += "\n\n" + RELAX_NOTE.format(k=len(gene_lists), m=len(candidates))
     return chat(SYSTEM_MSG, user)

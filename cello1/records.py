@@ -29,46 +29,51 @@ def check_record(rec: dict, source="record") -> dict:
         raise InputError(source, "answer labels are not a permutation of the candidates")
     return p
 
-# %% ../nbs/03a_records.ipynb #379266f6
-_CONTEXT_RE = re.compile(r"The cell is from(?: a (?P<sex>male|female|donor))?(?: at the (?P<stage>.+?) stage)?"
+# %% ../nbs/03a_records.ipynb #f59bc187
+_CONTEXT_RE = re.compile(r"The cell is from(?: a (?P<sex>male|female|donor))?"
+                         r"(?: at the (?P<stage>.+?) stage)?"
                          r"(?: with (?P<eth>.+?) background)?(?:, originating from the (?P<tissue>[^.]+))?\.")
 _DISEASE_RE = re.compile(r"The patient has been diagnosed with (?P<d>[^.]+)\.")
 
 def parse_context(context: str) -> dict:
-    "Donor attributes (sex, development_stage, self_reported_ethnicity, tissue, disease) read from a context sentence."
+    "Donor attributes (sex, development_stage, self_reported_ethnicity, tissue, disease) of a context."
     m, out = _CONTEXT_RE.search(context or ""), {}
     if m: out = dict(sex=m["sex"] if m["sex"] != "donor" else None, development_stage=m["stage"],
                      self_reported_ethnicity=m["eth"], tissue=m["tissue"])
     elif (t := re.search(r"The cell originates from the ([^.]+)\.", context or "")): out = dict(tissue=t[1])
     d = _DISEASE_RE.search(context or "")
-    out["disease"] = d["d"] if d else ("normal" if "healthy with no diagnosed disease" in (context or "") else None)
+    out["disease"] = (d["d"] if d
+                      else ("normal" if "healthy with no diagnosed disease" in (context or "") else None))
     return out
 
+# %% ../nbs/03a_records.ipynb #8b37d6c8
 def age_group(stage) -> str:
-    "Age bin of a development stage: '73-year-old' -> '70-79', 'third decade' -> '20-29', fetal/child/adult words kept."
+    "Age bin of a development stage: '73-year-old' -> '70-79', 'third decade' -> '20-29', 'adult' kept."
     s = str(stage or "").casefold()
     if m := re.search(r"(\d+)-year-old", s): return f"{int(m[1]) // 10 * 10}-{int(m[1]) // 10 * 10 + 9}"
     decades = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
-    if m := re.search(r"(" + "|".join(decades) + r") decade", s): i = decades.index(m[1]); return f"{i * 10}-{i * 10 + 9}"
+    if m := re.search(r"(" + "|".join(decades) + r") decade", s):
+        i = decades.index(m[1]); return f"{i * 10}-{i * 10 + 9}"
     if "post-fertilization" in s or "fetal" in s or "embryo" in s: return "fetal"
     for w in ("child", "adolescent", "adult", "aged", "infant", "newborn"):
         if w in s: return w
     return "unknown"
 
-# %% ../nbs/03a_records.ipynb #8d25b32a
+# %% ../nbs/03a_records.ipynb #0b75ff9f
 def puzzle_table(records: list) -> "pd.DataFrame":
     "One row per batch: id, split, N, donor attributes (from fields or the context), age group, labels."
     rows = []
     for r in records:
         meta = parse_context(parse_user_msg(r["user_msg"])["context"])
-        meta.update({k: r[k] for k in ("sex", "development_stage", "tissue", "disease") if r.get(k) is not None})
-        rows.append(dict(id=r.get("id"), split=r.get("split"), dataset=r.get("dataset"), donor_id=r.get("donor_id"),
-                         n_cells=len(gold_items(r["answer"])), **meta,
+        meta.update({k: r[k] for k in ("sex", "development_stage", "tissue", "disease")
+                     if r.get(k) is not None})
+        rows.append(dict(id=r.get("id"), split=r.get("split"), dataset=r.get("dataset"),
+                         donor_id=r.get("donor_id"), n_cells=len(gold_items(r["answer"])), **meta,
                          age_group=age_group(meta.get("development_stage")), labels=gold_items(r["answer"])))
     import pandas as pd
     return pd.DataFrame(rows)
 
-# %% ../nbs/03a_records.ipynb #668050f9
+# %% ../nbs/03a_records.ipynb #0b69213c
 def _read_table(path: Path) -> list:
     "Records of a .jsonl / .json / .parquet file."
     if path.suffix == ".parquet":
@@ -83,13 +88,14 @@ def _load_hub(name: str, split: str) -> list:
     "Records of a hub dataset split (needs `datasets` and a network)."
     try: from datasets import load_dataset
     except ImportError as e:
-        raise InputError(name, "reading a hub id needs `pip install cello1[train]` (datasets); or pass a local file") from e
+        raise InputError(name, "reading a hub id needs `pip install cello1[train]` (datasets); "
+                               "or pass a local file") from e
     try: return list(load_dataset(name, split=split))
     except Exception as e:
         raise InputError(name, f"could not load split {split!r} from the hub ({type(e).__name__}); "
                          "download it and pass the local file") from e
 
-# %% ../nbs/03a_records.ipynb #acd32d22
+# %% ../nbs/03a_records.ipynb #289b82b7
 def load_cellpuzzles(source="ncbi/CellPuzzles", split: str = "test", check: bool = True) -> list[dict]:
     "Read CellPuzzles records from a local file/directory or a hub id, checking every record."
     path = split_file(source, split)
@@ -98,7 +104,8 @@ def load_cellpuzzles(source="ncbi/CellPuzzles", split: str = "test", check: bool
         try: rows, where = _read_table(path), str(path)
         except (UnicodeDecodeError, json.JSONDecodeError, OSError, ValueError) as e:
             if isinstance(e, InputError): raise
-            raise InputError(path, f"could not be read as CellPuzzles records ({type(e).__name__}: {e})") from e
+            raise InputError(path, f"could not be read as CellPuzzles records ({type(e).__name__}: {e})"
+                             ) from e
     if not rows: raise InputError(where, "contains no records")
     for i, r in enumerate(rows):
         if not isinstance(r, dict): raise InputError(f"{where} record {i}", "is not a JSON object")
@@ -106,23 +113,30 @@ def load_cellpuzzles(source="ncbi/CellPuzzles", split: str = "test", check: bool
         if check: check_record(r, f"{where} record {i} ({r.get('id', 'no id')})")
     return rows
 
-# %% ../nbs/03a_records.ipynb #545287fb
+# %% ../nbs/03a_records.ipynb #5766012b
 def read_predictions(path, puzzles=None) -> list[dict]:
     "Prediction records (id, prediction, answer), answers joined from `puzzles` when missing."
-    gold = {r["id"]: r["answer"] for r in load_cellpuzzles(puzzles, check=False)} if puzzles is not None else {}
+    gold = ({r["id"]: r["answer"] for r in load_cellpuzzles(puzzles, check=False)} if puzzles is not None
+            else {})
     out = []
     for i, rec in enumerate(read_jsonl(path), 1):
         if not isinstance(rec, dict) or "prediction" not in rec:
             raise InputError(f"{path}:{i}", "record has no 'prediction' field")
         if rec.get("answer") is None: rec["answer"] = gold.get(rec.get("id"))
         if rec["answer"] is None:
-            raise InputError(f"{path}:{i}", f"prediction {rec.get('id')!r} has no answer (give --puzzles with its id)")
+            raise InputError(f"{path}:{i}",
+                             f"prediction {rec.get('id')!r} has no answer (give --puzzles with its id)")
         out.append(rec)
     if not out: raise InputError(path, "contains no predictions")
     return out
 
-# %% ../nbs/03a_records.ipynb #43eed102
-def evaluate_file(predictions, puzzles=None, tokenizer: str = "whitespace", out=None, n_boot: int = 1000) -> dict:
+# %% ../nbs/03a_records.ipynb #1e84138e
+def evaluate_file(predictions,                  # the prediction file (JSON Lines)
+                  puzzles=None,                 # CellPuzzles source to join missing answers from
+                  tokenizer: str = "whitespace", # how response length is counted
+                  out=None,                     # where to write the metrics JSON (optional)
+                  n_boot: int = 1000            # bootstrap resamples for the 95% intervals
+                 ) -> dict:
     "Evaluate a prediction file; write the metrics JSON to `out` if given."
     recs = read_predictions(predictions, puzzles)
     m = evaluate([r["prediction"] for r in recs], [r["answer"] for r in recs], [r.get("id") for r in recs],

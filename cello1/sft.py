@@ -19,7 +19,7 @@ from .slurm import DynamicsLog, dynamics_callback
 __all__ = ['SFT_PRESETS', 'TARGETS', 'SFTPreset', 'sft_preset', 'sft_examples', 'load_sft_examples', 'train_sft',
            'token_accuracy', 'merge']
 
-# %% ../nbs/08_sft.ipynb #c3d7a363
+# %% ../nbs/08_sft.ipynb #76da0d87
 @dataclass(frozen=True)
 class SFTPreset:
     "An SFT recipe."
@@ -48,25 +48,28 @@ class SFTPreset:
 
 SFT_PRESETS = {
     "paper": SFTPreset("paper", "Qwen/Qwen2.5-7B-Instruct"),
-    "public": SFTPreset("public", "Qwen/Qwen2.5-7B-Instruct", use_dora=True, epochs=1, batch_size=6, max_length=4096),
+    "public": SFTPreset("public", "Qwen/Qwen2.5-7B-Instruct", use_dora=True, epochs=1, batch_size=6,
+                        max_length=4096),
     "answer-only": SFTPreset("answer-only", "Qwen/Qwen2.5-7B-Instruct", target="answer"),
-    "tiny": SFTPreset("tiny", "", lora_r=8, lora_alpha=16, lora_dropout=0.0, learning_rate=5e-3, epochs=1, batch_size=2,
-                      grad_accum=1, max_length=4096, eval_frac=0.25, max_steps=6, logging_steps=1, bf16=False,
-                      gradient_checkpointing=False),
+    "tiny": SFTPreset("tiny", "", lora_r=8, lora_alpha=16, lora_dropout=0.0, learning_rate=5e-3, epochs=1,
+                      batch_size=2, grad_accum=1, max_length=4096, eval_frac=0.25, max_steps=6,
+                      logging_steps=1, bf16=False, gradient_checkpointing=False),
     "micro": SFTPreset("micro", "", lora_r=0, learning_rate=2e-3, epochs=1, batch_size=16, grad_accum=1,
                        max_length=1024, eval_frac=0.05, target="cell-answer", max_steps=400, logging_steps=10,
-                       bf16=False, gradient_checkpointing=False, warmup=0.05, scheduler="cosine", eval_steps=100,
-                       threads=1),
+                       bf16=False, gradient_checkpointing=False, warmup=0.05, scheduler="cosine",
+                       eval_steps=100, threads=1),
 }
 TARGETS = ("reasoning", "answer", "cell-answer")
 
+# %% ../nbs/08_sft.ipynb #2644f50e
 def sft_preset(name: str, **overrides) -> SFTPreset:
     "A preset by name, with overrides (None values ignored)."
     p = get_preset(SFT_PRESETS, name, "SFT preset", **overrides)
-    if p.target not in TARGETS: raise InputError(p.target, f"unknown SFT target; choose from {', '.join(TARGETS)}")
+    if p.target not in TARGETS:
+        raise InputError(p.target, f"unknown SFT target; choose from {', '.join(TARGETS)}")
     return p
 
-# %% ../nbs/08_sft.ipynb #a027becb
+# %% ../nbs/08_sft.ipynb #aeec3cae
 def _example(messages: list, reply: str) -> dict:
     "One conversational example: a chat and the assistant's reply."
     return dict(messages=messages + [{"role": "assistant", "content": reply}])
@@ -74,32 +77,37 @@ def _example(messages: list, reply: str) -> dict:
 def sft_examples(record: dict, target: str = "reasoning") -> list[dict]:
     "The SFT chats of one distilled, public-reasoning or puzzle record (one per cell for cell-answer)."
     if target == "answer":
-        return [_example(chat(ANSWER_ONLY_SYSTEM_MSG, record["user_msg"]), answer_only_response(record["answer"]))]
+        return [_example(chat(ANSWER_ONLY_SYSTEM_MSG, record["user_msg"]),
+                         answer_only_response(record["answer"]))]
     if target == "cell-answer":
-        return [_example(m, answer_only_response(g)) for m, g in zip(cell_messages(record), gold_items(record["answer"]))]
+        return [_example(m, answer_only_response(g))
+                for m, g in zip(cell_messages(record), gold_items(record["answer"]))]
     reply = record.get("response") or record.get("assistant_msg")
     if not reply:
-        raise InputError(record.get("id", "record"), "has no 'response' or 'assistant_msg' (a reasoning trace); "
+        raise InputError(record.get("id", "record"),
+                         "has no 'response' or 'assistant_msg' (a reasoning trace); "
                          "use --preset answer-only for plain puzzles")
     return [_example(chat(record.get("system_msg") or SYSTEM_MSG, record["user_msg"]), reply)]
 
+# %% ../nbs/08_sft.ipynb #839be6a7
 def load_sft_examples(source, target: str = "reasoning") -> list[dict]:
     "SFT examples from a JSONL/JSON/parquet file or directory (split 'reasoning' or 'train')."
     p = Path(source)
     split = "reasoning" if p.is_dir() and any(p.glob("reasoning.*")) else "train"
     return [e for r in load_cellpuzzles(source, split) for e in sft_examples(r, target)]
 
-# %% ../nbs/08_sft.ipynb #4cc4d23b
+# %% ../nbs/08_sft.ipynb #ec1b35f0
 def _sft_args(p: SFTPreset, out: Path, has_eval: bool, cpu: bool):
     "TRL SFTConfig of a preset."
     from trl import SFTConfig
     evals = ("steps" if p.eval_steps else "epoch") if has_eval else "no"
-    return SFTConfig(output_dir=str(out), max_length=p.max_length, truncation_mode="keep_end", assistant_only_loss=True,
-                     learning_rate=p.learning_rate, lr_scheduler_type=p.scheduler, warmup_steps=p.warmup,
-                     num_train_epochs=p.epochs, max_steps=p.max_steps, per_device_train_batch_size=p.batch_size,
-                     per_device_eval_batch_size=p.batch_size, gradient_accumulation_steps=p.grad_accum,
-                     eval_strategy=evals, eval_steps=p.eval_steps or None, save_strategy="epoch",
-                     logging_steps=p.logging_steps, bf16=p.bf16 and not cpu, use_cpu=cpu, report_to=[], seed=p.seed,
+    return SFTConfig(output_dir=str(out), max_length=p.max_length, truncation_mode="keep_end",
+                     assistant_only_loss=True, learning_rate=p.learning_rate, lr_scheduler_type=p.scheduler,
+                     warmup_steps=p.warmup, num_train_epochs=p.epochs, max_steps=p.max_steps,
+                     per_device_train_batch_size=p.batch_size, per_device_eval_batch_size=p.batch_size,
+                     gradient_accumulation_steps=p.grad_accum, eval_strategy=evals,
+                     eval_steps=p.eval_steps or None, save_strategy="epoch", logging_steps=p.logging_steps,
+                     bf16=p.bf16 and not cpu, use_cpu=cpu, report_to=[], seed=p.seed,
                      gradient_checkpointing=p.gradient_checkpointing and not cpu, save_total_limit=2)
 
 def _lora(p: SFTPreset):
@@ -114,9 +122,9 @@ def _last_checkpoint(out: Path):
     cps = sorted(out.glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1]))
     return str(cps[-1]) if cps else None
 
-# %% ../nbs/08_sft.ipynb #7febbec1
+# %% ../nbs/08_sft.ipynb #23e28c28
 def train_sft(preset: SFTPreset, data, out) -> dict:
-    "Train with TRL's SFTTrainer (LoRA adapter, or every weight when lora_r=0); returns paths and the final loss."
+    "Train with TRL's SFTTrainer (a LoRA adapter, or every weight when lora_r=0); returns paths and loss."
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -126,13 +134,15 @@ def train_sft(preset: SFTPreset, data, out) -> dict:
     out, cpu = Path(out), not torch.cuda.is_available()
     examples = data if isinstance(data, list) else load_sft_examples(data, preset.target)
     ds = Dataset.from_list(examples)
-    split = ds.train_test_split(test_size=preset.eval_frac, seed=preset.seed) if preset.eval_frac and len(ds) > 4 else None
+    split = (ds.train_test_split(test_size=preset.eval_frac, seed=preset.seed)
+             if preset.eval_frac and len(ds) > 4 else None)
     tok = AutoTokenizer.from_pretrained(preset.model, padding_side="left", truncation_side="left")
     resume = _last_checkpoint(out)
     log = DynamicsLog(out / "dynamics.jsonl", "trl", "sft", fresh=resume is None)
-    trainer = SFTTrainer(model=preset.model, args=_sft_args(preset, out, split is not None, cpu), processing_class=tok,
-                         train_dataset=split["train"] if split else ds, eval_dataset=split["test"] if split else None,
-                         peft_config=_lora(preset), callbacks=[dynamics_callback(log)])
+    trainer = SFTTrainer(model=preset.model, args=_sft_args(preset, out, split is not None, cpu),
+                         processing_class=tok, train_dataset=split["train"] if split else ds,
+                         eval_dataset=split["test"] if split else None, peft_config=_lora(preset),
+                         callbacks=[dynamics_callback(log)])
     result = trainer.train(resume_from_checkpoint=resume)
     kind = "adapter" if preset.lora_r else "model"
     trainer.save_model(str(out / kind))
@@ -141,7 +151,7 @@ def train_sft(preset: SFTPreset, data, out) -> dict:
     return {kind: str(out / kind), "dynamics": str(log.path), "train_loss": result.training_loss,
             "steps": result.global_step, "examples": len(ds)}
 
-# %% ../nbs/08_sft.ipynb #4a37a172
+# %% ../nbs/08_sft.ipynb #8c6ee66b
 def token_accuracy(model, examples: list[dict]) -> float:
     "Greedy next-token accuracy on the assistant tokens of conversational `examples` (a model directory)."
     import torch
@@ -149,19 +159,21 @@ def token_accuracy(model, examples: list[dict]) -> float:
     tok, lm = AutoTokenizer.from_pretrained(model), AutoModelForCausalLM.from_pretrained(model).eval()
     right = total = 0
     for e in examples:
-        enc = tok.apply_chat_template(e["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        enc = tok.apply_chat_template(e["messages"], tokenize=True, return_dict=True,
+                                      return_assistant_tokens_mask=True)
         ids, mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["assistant_masks"]).bool()
         with torch.no_grad(): pred = lm(input_ids=ids[None]).logits[0, :-1].argmax(-1)
         hit = (pred == ids[1:])[mask[1:]]
         right, total = right + int(hit.sum()), total + len(hit)
     return right / max(total, 1)
 
-# %% ../nbs/08_sft.ipynb #41543102
+# %% ../nbs/08_sft.ipynb #c71d41b9
 def merge(base: str, adapter, out) -> Path:
     "Fold a LoRA adapter into its base model and save model + tokenizer to `out`."
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype="auto"), str(adapter)).merge_and_unload()
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype="auto"),
+                                      str(adapter)).merge_and_unload()
     out = Path(out)
     model.save_pretrained(out)
     tok_src = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base

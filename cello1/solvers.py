@@ -22,13 +22,13 @@ from .prompts import UNASSIGNED, parse_puzzle
 from .records import load_cellpuzzles
 
 # %% auto #0
-__all__ = ['CL_RENAMED', 'assign', 'make_response', 'norm_gene', 'rank_weights', 'zscore_columns', 'RandomSolver',
-           'consensus_markers', 'label_markers', 'MarkerSolver', 'ReferenceSolver', 'marker_matrix', 'OpenMarkerSolver',
-           'solve_record', 'make_solver', 'fold_key', 'cross_validate', 'solve_file']
+__all__ = ['CL_RENAMED', 'SOLVERS', 'CROSS_VALIDATE_BY', 'assign', 'make_response', 'norm_gene', 'rank_weights', 'zscore_columns',
+           'RandomSolver', 'consensus_markers', 'label_markers', 'MarkerSolver', 'ReferenceSolver', 'marker_matrix',
+           'OpenMarkerSolver', 'solve_record', 'make_solver', 'fold_key', 'cross_validate', 'solve_file']
 
-# %% ../nbs/05_solvers.ipynb #a63ede44
+# %% ../nbs/05_solvers.ipynb #badcd61e
 def assign(scores: np.ndarray, independent: bool = False) -> list[int]:
-    "Candidate index per row: the maximum-score matching, at most one row per column (-1 = unmatched), or argmax."
+    "Candidate index per row: the maximum-score matching (-1 = unmatched), or the per-row argmax."
     s = np.nan_to_num(np.asarray(scores, float), nan=-1e9)
     if independent: return s.argmax(1).tolist()
     rows, cols = linear_sum_assignment(-s)
@@ -42,11 +42,12 @@ def make_response(labels: list[str], notes: list[str], method: str) -> str:
     cells = [f"Cell {i}: {lab}{' - ' + n if n else ''}" for i, (lab, n) in enumerate(zip(labels, notes), 1)]
     return write_response("\n".join([method] + cells), labels)
 
-# %% ../nbs/05_solvers.ipynb #7b52ca59
+# %% ../nbs/05_solvers.ipynb #618088a4
 def norm_gene(g: str) -> str:
     "A gene symbol for matching: no _ENSG suffix, upper case."
     return clean_symbol(g.strip()).upper()
 
+# %% ../nbs/05_solvers.ipynb #de6b64b0
 def rank_weights(genes: list[str]) -> dict:
     "{gene: 1/log2(rank + 2)}, first occurrence of each gene."
     out = {}
@@ -54,33 +55,42 @@ def rank_weights(genes: list[str]) -> dict:
         out.setdefault(norm_gene(g), 1.0 / np.log2(r + 2))
     return out
 
+# %% ../nbs/05_solvers.ipynb #2cf6ccde
 def zscore_columns(m: np.ndarray) -> np.ndarray:
     "Standardise each column across the batch's cells (a constant column becomes 0)."
     sd = m.std(0)
     return np.where(sd > 0, (m - m.mean(0)) / np.where(sd > 0, sd, 1), 0.0)
 
-# %% ../nbs/05_solvers.ipynb #5549669d
+# %% ../nbs/05_solvers.ipynb #4fc72a9c
 class RandomSolver:
     "Uniform random scores (seeded per puzzle): a random permutation, or random labels when independent."
     name = "random"
     def __init__(self, seed: int = 0): self.seed = seed
-    def scores(self, context: str, cells: list, candidates: list, key="") -> tuple[np.ndarray, list]:
+    def scores(self,
+               context: str,     # the puzzle's context sentence (unused)
+               cells: list,      # each cell's ranked gene list
+               candidates: list, # the candidate labels
+               key=""            # the puzzle's key: the seed of its scores
+              ) -> tuple[np.ndarray, list]:
         "Random scores and no notes."
         return stable_rng(self.seed, key).random((len(cells), len(candidates))), [""] * len(cells)
     method = "random baseline: a seeded random assignment"
 
-# %% ../nbs/05_solvers.ipynb #03f12a1a
+# %% ../nbs/05_solvers.ipynb #292c6273
 @lru_cache(maxsize=1)
 def consensus_markers() -> tuple[dict, dict]:
     "cellconsensus's (CL id -> {gene: consensus score}, CL id -> {name, parent})."
     try: import cellconsensus
-    except ImportError as e: raise InputError("cellconsensus", "the marker solver needs `pip install cellconsensus`") from e
+    except ImportError as e:
+        raise InputError("cellconsensus", "the marker solver needs `pip install cellconsensus`") from e
     path = Path(cellconsensus.__file__).parent / "data" / "consensus_cache_full.pkl"
     with open(path, "rb") as f: cache = pickle.load(f)
     return cache["consensus"], cache["ct_info"]
 
-CL_RENAMED = {  # labels as older CELLxGENE releases write them -> CL id (the Cell Ontology has since renamed these terms)
-    "multi-ciliated epithelial cell": "CL:0005012", "ciliated columnar cell of tracheobronchial tree": "CL:0002145",
+# labels as older CELLxGENE releases write them -> CL id (the Cell Ontology has since renamed these terms)
+CL_RENAMED = {
+    "multi-ciliated epithelial cell": "CL:0005012",
+    "ciliated columnar cell of tracheobronchial tree": "CL:0002145",
     "lung neuroendocrine cell": "CL:1000223", "mucosal invariant t cell": "CL:0000940",
     "enterocyte of colon": "CL:0002071", "inflammatory macrophage": "CL:0000863"}
 
@@ -95,7 +105,7 @@ def _cl_by_name() -> dict:
     out = {_name_key(v["name"]): k for k, v in sorted(info.items()) if v.get("name")}
     return {**out, **{_name_key(n): cl for n, cl in CL_RENAMED.items()}}
 
-# %% ../nbs/05_solvers.ipynb #41e6ee80
+# %% ../nbs/05_solvers.ipynb #ea106e60
 @lru_cache(maxsize=4096)
 def label_markers(label: str, top_k: int = 300) -> tuple[dict, str]:
     "A label's marker weights (sum 1) and how they were found: 'exact', 'ancestor:<name>' or 'none'."
@@ -107,34 +117,42 @@ def label_markers(label: str, top_k: int = 300) -> tuple[dict, str]:
     if cl is None: return {}, "none"
     top = sorted(cons[cl].items(), key=lambda kv: -kv[1])[:top_k]
     total = sum(v for _, v in top) or 1.0
-    return {norm_gene(g): v / total for g, v in top}, how if how == "exact" else f"ancestor:{info[cl]['name']}"
+    return ({norm_gene(g): v / total for g, v in top},
+            how if how == "exact" else f"ancestor:{info[cl]['name']}")
 
-# %% ../nbs/05_solvers.ipynb #3259bc4e
+# %% ../nbs/05_solvers.ipynb #41e6d905
 class MarkerSolver:
     "Rank-weighted overlap with consensus markers, standardised per label across the batch."
     name = "marker"
-    method = "marker solver: each cell's ranked genes vs each candidate's consensus markers (cellconsensus), z-scored per candidate, one-to-one assignment"
+    method = ("marker solver: each cell's ranked genes vs each candidate's consensus markers "
+              "(cellconsensus), z-scored per candidate, one-to-one assignment")
     def __init__(self, top_k: int = 300): self.top_k, self.coverage = top_k, {}
 
     def markers(self, label: str) -> dict:
         "Marker weights of a label, recording coverage."
         w, how = label_markers(label, self.top_k)
         self.coverage[label] = how
-        return w  # cached and shared: never modified
+        return w                 # cached and shared: never modified
 
-    def scores(self, context: str, cells: list, candidates: list, key="") -> tuple[np.ndarray, list]:
-        "z-scored (cells x candidates) marker scores and, per cell, the markers it shares with its best label."
+    def scores(self,
+               context: str,     # the puzzle's context sentence (unused)
+               cells: list,      # each cell's ranked gene list
+               candidates: list, # the candidate labels
+               key=""            # the puzzle's key (unused)
+              ) -> tuple[np.ndarray, list]:
+        "z-scored (cells x candidates) marker scores and, per cell, the markers shared with its best label."
         marks = [self.markers(c) for c in candidates]
         cw = [rank_weights(g) for g in cells]
         raw = np.array([[sum(w * m.get(g, 0.0) for g, w in c.items()) for m in marks] for c in cw])
         notes = [[g for g in c if g in m][:5] for c, m in zip(cw, (marks[j] for j in raw.argmax(1)))]
         return zscore_columns(raw), [f"markers {', '.join(n)}" if n else "" for n in notes]
 
-# %% ../nbs/05_solvers.ipynb #d447d291
+# %% ../nbs/05_solvers.ipynb #bb83406d
 class ReferenceSolver:
     "Cosine similarity to rank-weighted TF-IDF label profiles learned from training puzzles."
     name = "reference"
-    method = "reference solver: cosine similarity to label gene-rank profiles learned from training puzzles, z-scored per candidate, one-to-one assignment"
+    method = ("reference solver: cosine similarity to label gene-rank profiles learned from training "
+              "puzzles, z-scored per candidate, one-to-one assignment")
 
     def __init__(self, records: list):
         sums, counts = defaultdict(lambda: defaultdict(float)), defaultdict(int)
@@ -147,7 +165,8 @@ class ReferenceSolver:
         for prof in sums.values():
             for g in prof: df[g] += 1
         self.idf = {g: np.log((1 + len(sums)) / (1 + d)) + 1 for g, d in df.items()}
-        self.profiles = {lab: self._unit({g: v / counts[lab] * self.idf[g] for g, v in p.items()}) for lab, p in sums.items()}
+        self.profiles = {lab: self._unit({g: v / counts[lab] * self.idf[g] for g, v in p.items()})
+                         for lab, p in sums.items()}
         self.n_train, self.coverage = len(records), {}
 
     @staticmethod
@@ -156,32 +175,42 @@ class ReferenceSolver:
         n = np.sqrt(sum(x * x for x in v.values())) or 1.0
         return {k: x / n for k, x in v.items()}
 
-    def scores(self, context: str, cells: list, candidates: list, key="") -> tuple[np.ndarray, list]:
+    def scores(self,
+               context: str,     # the puzzle's context sentence (unused)
+               cells: list,      # each cell's ranked gene list
+               candidates: list, # the candidate labels
+               key=""            # the puzzle's key (unused)
+              ) -> tuple[np.ndarray, list]:
         "z-scored (cells x candidates) cosine similarities."
         profs = [self.profiles.get(c.strip(), {}) for c in candidates]
         for c, p in zip(candidates, profs): self.coverage[c] = "profile" if p else "none"
-        vecs = [self._unit({g: w * self.idf.get(g, 0.0) for g, w in rank_weights(gs).items()}) for gs in cells]
+        vecs = [self._unit({g: w * self.idf.get(g, 0.0) for g, w in rank_weights(gs).items()})
+                for gs in cells]
         raw = np.array([[sum(w * p.get(g, 0.0) for g, w in v.items()) for p in profs] for v in vecs])
         return zscore_columns(raw), [""] * len(cells)
 
-# %% ../nbs/05_solvers.ipynb #83705acb
+# %% ../nbs/05_solvers.ipynb #9eb002a3
 @lru_cache(maxsize=2)
 def marker_matrix(top_k: int = 300) -> tuple[list, dict, "sp.csr_matrix"]:
-    "Every named CL type with consensus markers: names, gene index, and L2-normalised (types x genes) marker weights."
+    "Every named CL type with markers: names, gene index, and L2-normalised (types x genes) marker weights."
     import scipy.sparse as sp
     cons, info = consensus_markers()
     ids = sorted(cl for cl in cons if info.get(cl, {}).get("name") and cons[cl])
-    rows = [dict(sorted(((norm_gene(g), v) for g, v in cons[cl].items()), key=lambda kv: -kv[1])[:top_k]) for cl in ids]
+    rows = [dict(sorted(((norm_gene(g), v) for g, v in cons[cl].items()), key=lambda kv: -kv[1])[:top_k])
+            for cl in ids]
     genes = {g: i for i, g in enumerate(sorted({g for r in rows for g in r}))}
-    m = sp.csr_matrix(([v for r in rows for v in r.values()], ([i for i, r in enumerate(rows) for _ in r], [genes[g] for r in rows for g in r])),
+    m = sp.csr_matrix(([v for r in rows for v in r.values()],
+                       ([i for i, r in enumerate(rows) for _ in r], [genes[g] for r in rows for g in r])),
                       shape=(len(ids), len(genes)))
     norms = np.sqrt(m.multiply(m).sum(1)).A1
     return [info[cl]["name"] for cl in ids], genes, sp.diags(1 / np.where(norms > 0, norms, 1)) @ m
 
+# %% ../nbs/05_solvers.ipynb #6e0f355d
 class OpenMarkerSolver:
-    "Open-ended baseline: each cell's best-matching type among all Cell Ontology types with consensus markers."
+    "Open-ended baseline: each cell's best-matching type among all CL types with consensus markers."
     name = "marker-open"
-    method = "open-ended marker solver: each cell's ranked genes vs the consensus markers of every Cell Ontology type (cellconsensus); no candidate list"
+    method = ("open-ended marker solver: each cell's ranked genes vs the consensus markers of every "
+              "Cell Ontology type (cellconsensus); no candidate list")
     def __init__(self, top_k: int = 300): self.top_k = top_k
 
     def labels(self, cells: list) -> tuple[list, list]:
@@ -194,35 +223,49 @@ class OpenMarkerSolver:
         best = np.asarray((m @ v.T).argmax(0)).ravel()
         return [names[j] for j in best], [""] * len(cells)
 
-# %% ../nbs/05_solvers.ipynb #49da4a75
+# %% ../nbs/05_solvers.ipynb #937c3aed
 def solve_record(solver, record: dict, independent: bool = False) -> str:
     "The solver's strict-format response to one CellPuzzles record."
     context, cells, cands = parse_puzzle(record["user_msg"], check=False)
-    if hasattr(solver, "labels"): return make_response(*solver.labels(cells), solver.method)  # open-ended: no candidates
+                                 # open-ended: no candidates
+    if hasattr(solver, "labels"): return make_response(*solver.labels(cells), solver.method)
     scores, notes = solver.scores(context, cells, cands, key=record.get("id", record["user_msg"][:200]))
     labels = [cands[j] if j >= 0 else UNASSIGNED for j in assign(scores, independent)]
-    how = solver.method.replace("one-to-one assignment", "per-cell argmax (no constraint)") if independent else solver.method
+    how = (solver.method.replace("one-to-one assignment", "per-cell argmax (no constraint)") if independent
+           else solver.method)
     return make_response(labels, notes, how)
 
-def make_solver(name: str, train=None, seed: int = 0, top_k: int = 300):
-    "A solver by name: 'random', 'marker', 'marker-open', or 'reference' (trained on the records or file `train`)."
+# %% ../nbs/05_solvers.ipynb #b93e3d1f
+SOLVERS = ("random", "marker", "marker-open", "reference")
+
+def make_solver(name: str,       # one of SOLVERS
+                train=None,      # training records or file (the reference solver only)
+                seed: int = 0,   # seed of the random solver
+                top_k: int = 300 # markers kept per label (marker solvers)
+               ):
+    "A solver by name: 'random', 'marker', 'marker-open', or 'reference' (trained on records or a file)."
     if name == "random": return RandomSolver(seed)
     if name == "marker": return MarkerSolver(top_k)
     if name == "marker-open": return OpenMarkerSolver(top_k)
     if name == "reference":
         if train is None: raise InputError("--solver reference", "needs --train FILE (training puzzles)")
         return ReferenceSolver(train if isinstance(train, list) else load_cellpuzzles(train, "train"))
-    raise InputError(name, "unknown solver; choose random, marker, marker-open or reference")
+    raise InputError(name, f"unknown solver; choose {', '.join(SOLVERS)}")
 
-# %% ../nbs/05_solvers.ipynb #bd95316a
+# %% ../nbs/05_solvers.ipynb #f6581800
+CROSS_VALIDATE_BY = ("donor", "context")
+
 def fold_key(record: dict, by: str) -> str:
     "The cross-validation group of a puzzle: its donor_id or its context sentence."
     if by == "donor":
-        if record.get("donor_id") is None: raise InputError(record.get("id", "record"), "has no donor_id; use --cross-validate context")
+        if record.get("donor_id") is None:
+            raise InputError(record.get("id", "record"), "has no donor_id; use --cross-validate context")
         return str(record["donor_id"])
     if by == "context": return parse_puzzle(record["user_msg"], check=False)[0]
-    raise InputError(by, "cross-validation groups must be 'donor' or 'context'")
+    raise InputError(by, f"cross-validation groups must be one of {', '.join(CROSS_VALIDATE_BY)}")
 
+
+# %% ../nbs/05_solvers.ipynb #087289ab
 def cross_validate(records: list, by: str = "context", independent: bool = False) -> tuple[list[str], dict]:
     "Responses of reference solvers each trained on the other groups; and a summary of the folds."
     groups = defaultdict(list)
@@ -235,26 +278,36 @@ def cross_validate(records: list, by: str = "context", independent: bool = False
         for how in solver.coverage.values(): coverage[how] += 1
     return out, dict(folds=len(groups), by=by, coverage=dict(coverage))
 
-# %% ../nbs/05_solvers.ipynb #539cd4c1
+# %% ../nbs/05_solvers.ipynb #b605aea2
 def _coverage_counts(coverage: dict) -> dict:
     "How many labels were matched each way."
     kinds = defaultdict(int)
     for how in coverage.values(): kinds[how.split(":")[0]] += 1
     return dict(kinds)
 
-def solve_file(puzzles, solver: str, out, train=None, independent: bool = False, seed: int = 0,
-               cross_validate_by: str | None = None, progress: bool = True) -> dict:
+def solve_file(puzzles,                              # CellPuzzles file, directory or hub id (its test split)
+               solver: str,                          # solver name (see `make_solver`)
+               out,                                  # predictions JSONL to write
+               train=None,                           # training records or file (reference solver)
+               independent: bool = False,            # per-cell argmax instead of the one-to-one assignment
+               seed: int = 0,                        # seed of the random solver
+               cross_validate_by: str | None = None, # 'donor' or 'context': cross-validated reference solver
+               progress: bool = True                 # show a progress bar
+              ) -> dict:
     "Solve every puzzle of a file; write predictions JSONL; return a summary with label coverage."
     records = load_cellpuzzles(puzzles, "test")
     name = f"{solver}{'-independent' if independent else ''}"
     if cross_validate_by:
         if solver != "reference": raise InputError("--cross-validate", "only applies to --solver reference")
         responses, info = cross_validate(records, cross_validate_by, independent)
-        summary = dict(coverage=info["coverage"], train=f"cross-validated over {info['folds']} {info['by']} groups")
+        summary = dict(coverage=info["coverage"],
+                       train=f"cross-validated over {info['folds']} {info['by']} groups")
     else:
         s = make_solver(solver, train, seed)
-        responses = [solve_record(s, r, independent) for r in tqdm(records, desc=name, disable=None if progress else True)]
-        summary = dict(coverage=_coverage_counts(getattr(s, "coverage", {})), train=str(train) if train else None)
+        responses = [solve_record(s, r, independent)
+                     for r in tqdm(records, desc=name, disable=None if progress else True)]
+        summary = dict(coverage=_coverage_counts(getattr(s, "coverage", {})),
+                       train=str(train) if train else None)
     write_jsonl(out, [dict(id=r.get("id"), prediction=p, answer=r["answer"], solver=name)
                       for r, p in zip(records, responses)])
     return dict(solver=name, puzzles=len(records), out=str(out), **summary)

@@ -16,7 +16,7 @@ from .prompts import cell_messages, parse_puzzle
 __all__ = ['TINY_SPECS', 'QWEN2_SPLIT', 'CHATML_TEMPLATE', 'TinySpec', 'tiny_spec', 'tiny_tokenizer', 'domain_tokens',
            'build_tiny_model']
 
-# %% ../nbs/06a_tiny.ipynb #f09dadeb
+# %% ../nbs/06a_tiny.ipynb #3e5ac243
 @dataclass(frozen=True)
 class TinySpec:
     "The shape of a small Qwen2 model built from scratch."
@@ -30,14 +30,17 @@ class TinySpec:
     domain_tokens: bool = False  # every gene symbol and candidate label is one token
     max_new_tokens: int = 64     # the generation config's default budget
 
-TINY_SPECS = {"tiny": TinySpec("tiny"), "micro": TinySpec("micro", hidden=128, domain_tokens=True, max_new_tokens=16)}
+TINY_SPECS = {"tiny": TinySpec("tiny"),
+              "micro": TinySpec("micro", hidden=128, domain_tokens=True, max_new_tokens=16)}
 
+# %% ../nbs/06a_tiny.ipynb #db9f53a3
 def tiny_spec(name: str, **overrides) -> TinySpec:
     "A model shape by name, with overrides (None values ignored)."
     return get_preset(TINY_SPECS, name, "model shape", **overrides)
 
-# %% ../nbs/06a_tiny.ipynb #fadc9d03
-QWEN2_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+# %% ../nbs/06a_tiny.ipynb #7e005748
+QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+               r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
 CHATML_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\n' }}"
     "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
@@ -46,12 +49,13 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 def tiny_tokenizer(texts: list[str], vocab_size: int = 2000, extra_tokens: list[str] = ()):
-    "A byte-level BPE tokenizer in Qwen2's style, trained on `texts`, with ChatML, the answer tags and `extra_tokens`."
+    "A Qwen2-style byte-level BPE tokenizer trained on `texts`, with ChatML, answer tags and `extra_tokens`."
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
@@ -72,18 +76,25 @@ def domain_tokens(records: list[dict]) -> list[str]:
         for g in cells: genes.update(g)
     return sorted(labels, key=lambda s: (-len(s), s)) + sorted(genes - labels)
 
-# %% ../nbs/06a_tiny.ipynb #a725500b
+# %% ../nbs/06a_tiny.ipynb #f42a83b3
 def _tokenizer_texts(records: list[dict], spec: TinySpec) -> list[str]:
     "The text the BPE learns from."
     texts = [f"{r.get('system_msg', '')}\n{r['user_msg']}\n{r['answer']}" for r in records]
-    if spec.domain_tokens: texts += ["\n".join(m["content"] for m in cell_messages(r)[0]) for r in records[:200]]
+    if spec.domain_tokens:
+        texts += ["\n".join(m["content"] for m in cell_messages(r)[0]) for r in records[:200]]
     return texts
 
-def build_tiny_model(path, records: list[dict], spec: TinySpec | str = "tiny", seed: int = 0, **overrides) -> Path:
+def build_tiny_model(path,                          # output directory
+                     records: list[dict],           # training records the tokenizer learns from
+                     spec: TinySpec | str = "tiny", # the shape, or its name
+                     seed: int = 0,                 # seed of the random weights
+                     **overrides                    # TinySpec fields to change
+                    ) -> Path:
     "Write a random Qwen2 model of shape `spec` + a tokenizer trained on the records' text to `path`."
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-    spec, path = tiny_spec(spec, **overrides) if isinstance(spec, str) else replace(spec, **overrides), Path(path)
+    spec, path = (tiny_spec(spec, **overrides) if isinstance(spec, str) else replace(spec, **overrides),
+                  Path(path))
     if not records: raise InputError(path, "no training records to build the tokenizer from")
     extra = domain_tokens(records) if spec.domain_tokens else ()
     tok = tiny_tokenizer(_tokenizer_texts(records, spec), spec.bpe_vocab, extra)
@@ -96,9 +107,11 @@ def build_tiny_model(path, records: list[dict], spec: TinySpec | str = "tiny", s
                       pad_token_id=tok.pad_token_id, bos_token_id=None)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg)
-    model.generation_config = GenerationConfig(do_sample=True, temperature=1.0, max_new_tokens=spec.max_new_tokens,
-                                               eos_token_id=eos, pad_token_id=tok.pad_token_id)
+    model.generation_config = GenerationConfig(do_sample=True, temperature=1.0,
+                                               max_new_tokens=spec.max_new_tokens, eos_token_id=eos,
+                                               pad_token_id=tok.pad_token_id)
     model.save_pretrained(path)
-    info = dict(asdict(spec), seed=seed, parameters=sum(p.numel() for p in model.parameters()), vocab=len(tok))
+    info = dict(asdict(spec), seed=seed, parameters=sum(p.numel() for p in model.parameters()),
+                vocab=len(tok))
     (path / "tiny.json").write_text(json.dumps(info, indent=1) + "\n")
     return path

@@ -9,17 +9,24 @@ pytestmark = pytest.mark.server
 
 
 def test_transformers_backend_with_adapter(tiny, tmp_path):
+    "The backend loads the adapter: its logits differ from the base model's, and `predict` runs through it."
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
+    from cello1.inference import TransformersBackend
+    torch.manual_seed(0)  # the adapter's random (non-zero) init
     base = AutoModelForCausalLM.from_pretrained(tiny["model"])
     peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     peft_model.save_pretrained(tmp_path / "adapter")
-    for extra, name in (([], "plain"), (["--adapter", tmp_path / "adapter"], "lora")):
-        cello1("predict", "--backend", "transformers", "--model", tiny["model"], *extra, "--puzzles", tiny["test"],
-               "--max-tokens", "12", "--seed", "1", "--out", tmp_path / f"{name}.jsonl")
-    plain, lora = read_jsonl(tmp_path / "plain.jsonl"), read_jsonl(tmp_path / "lora.jsonl")
-    assert len(plain) == len(lora) == len(read_jsonl(tiny["test"]))
-    assert [r["prediction"] for r in plain] != [r["prediction"] for r in lora]  # the adapter changes the model
+    ids = torch.tensor([list(range(3, 40))])
+    with torch.no_grad():
+        plain = TransformersBackend(str(tiny["model"])).lm(ids).logits
+        lora = TransformersBackend(str(tiny["model"]), str(tmp_path / "adapter")).lm(ids).logits
+    assert (plain - lora).abs().max() > 1e-3  # the adapter changes the model
+    cello1("predict", "--backend", "transformers", "--model", tiny["model"], "--adapter", tmp_path / "adapter",
+           "--puzzles", tiny["test"], "--max-tokens", "12", "--seed", "1", "--out", tmp_path / "lora.jsonl")
+    rows = read_jsonl(tmp_path / "lora.jsonl")
+    assert len(rows) == len(read_jsonl(tiny["test"])) and all(r["prediction"] for r in rows)
 
 
 def test_hungarian_repair_is_one_to_one(tiny, tmp_path):
