@@ -17,8 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MISSING_VALUES', 'SPLIT_EXTS', 'InputError', 'warn_input', 'is_missing', 'stable_rng', 'write_atomic', 'jsonl_line',
-           'write_jsonl', 'append_jsonl', 'read_jsonl', 'split_file', 'get_preset', 'resolve', 'CelloJob']
+__all__ = ['MISSING_VALUES', 'SPLIT_EXTS', 'EXTRAS', 'InputError', 'warn_input', 'is_missing', 'stable_rng', 'write_atomic',
+           'jsonl_line', 'write_jsonl', 'append_jsonl', 'read_jsonl', 'split_file', 'refuse_overwrite', 'require',
+           'get_preset', 'resolve', 'CelloJob']
 
 # %% ../nbs/00_core.ipynb #f1e1d909
 class InputError(ValueError):
@@ -127,6 +128,33 @@ def split_file(source, split: str, required: bool = True) -> Path | None:
         raise InputError(p, f"no {split}.jsonl, {split}.json or {split}.parquet in this directory")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) and not p.suffix and not p.parent.exists(): return None
     raise InputError(source, "no such file or directory")
+
+# %% ../nbs/00_core.ipynb #4f4ac4e3
+def refuse_overwrite(out,           # the output path (None: nothing is written)
+                     *inputs,       # input files or directories (None entries are skipped)
+                     option="--out" # the option naming `out`, for the message
+                    ):
+    "An InputError if `out` is one of `inputs` (or a split file inside an input directory)."
+    if out is None: return
+    o = Path(out).resolve()
+    for src in inputs:
+        if src is None or not Path(src).exists(): continue
+        p = Path(src).resolve()
+        if o == p or (p.is_dir() and o.parent == p and o.stem in ("train", "test", "unseen", "reasoning")):
+            raise InputError(out, f"{option} is also an input ({src}); write to another file")
+
+# %% ../nbs/00_core.ipynb #154d72c6
+EXTRAS = {"openai": "api", "transformers": "train", "peft": "train", "trl": "train", "datasets": "train",
+          "accelerate": "train", "torch": "train", "submitit": "cluster", "cellxgene_census": "census",
+          "tiledbsoma": "census"}  # module -> the extra of settings.ini that installs it
+
+def require(module: str, what: str):
+    "Import `module`; if it is not installed, an InputError naming `what` needs it and the extra that installs it."
+    try: return importlib.import_module(module)
+    except ImportError as e:
+        extra = EXTRAS.get(module.split(".")[0])
+        how = f"pip install 'cello1[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
+        raise InputError(what, f"needs {module.split('.')[0]}, which is not installed: {how}") from e
 
 # %% ../nbs/00_core.ipynb #22ad0375
 def get_preset(registry: dict, name: str, kind: str, **overrides):

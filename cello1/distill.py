@@ -14,7 +14,8 @@ from .core import InputError, read_jsonl, write_atomic, write_jsonl
 from .inference import SamplingConfig, predict
 from .metrics import batch_reward, is_valid
 from .prompts import SYSTEM_MSG
-from .records import load_cellpuzzles
+from .records import load_cellpuzzles, puzzles_by_id
+
 
 # %% auto #0
 __all__ = ['KEEP', 'accepted_examples', 'distill_stats', 'distill']
@@ -72,7 +73,7 @@ def distill(puzzles,                           # CellPuzzles file, directory or 
     cfg = cfg or SamplingConfig(samples=8)
     out_dir = Path(out_dir)
     run = predict(puzzles, backend, out_dir / "raw.jsonl", "batch", cfg, progress=progress)
-    records = {r["id"]: r for r in load_cellpuzzles(puzzles, "test")}
+    records = puzzles_by_id(load_cellpuzzles(puzzles, "test"), puzzles)
     raw = read_jsonl(out_dir / "raw.jsonl", tolerant=True)
     accepted = accepted_examples(raw, records, keep)
     write_jsonl(out_dir / "accepted.jsonl", accepted)

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .core import InputError, append_jsonl, read_jsonl
+from .core import InputError, append_jsonl, read_jsonl, refuse_overwrite, require
+
 from .metrics import ANSWER_ONLY_PREFIX, join_cell_answers
 from .prompts import batch_messages, cell_messages, open_messages, parse_puzzle
-from .records import load_cellpuzzles
+from .records import load_cellpuzzles, puzzles_by_id
+
 
 # %% auto #0
 __all__ = ['PRICES', 'MODES', 'BACKENDS', 'REPAIRS', 'SamplingConfig', 'is_reasoning_model', 'call_cost', 'Completion',
@@ -200,6 +202,7 @@ class OpenAIBackend:
                  timeout: float = 600,                   # seconds per request
                  backoff: float = 1.0,                   # first retry delay in seconds
                  prices: dict | None = None):            # {model: (USD per 1M input, per 1M output tokens)}
+        require("openai", "--backend openai")
         if concurrency < 1 or max_retries < 0:
             raise InputError("--concurrency / --max-retries", "need >= 1 and >= 0")
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
@@ -280,7 +283,8 @@ class TransformersBackend:
                  device: str | None = None,      # torch device (default: cuda if available, else cpu)
                  batch_size: int = 4,            # chats generated together
                  dtype: str = "auto"):           # torch dtype of the weights
-        import torch
+        torch = require("torch", "--backend transformers")
+        require("transformers", "--backend transformers")
         from transformers import AutoModelForCausalLM, AutoTokenizer
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tok = AutoTokenizer.from_pretrained(model, padding_side="left")
@@ -403,7 +407,8 @@ def predict(puzzles,                         # CellPuzzles: a directory, a JSONL
            ) -> dict:
     "Answer every puzzle `cfg.samples` times into an append-only JSONL, skipping stored responses."
     cfg = cfg or SamplingConfig()
-    records = {r["id"]: r for r in load_cellpuzzles(puzzles, "test")}
+    refuse_overwrite(out, puzzles)
+    records = puzzles_by_id(load_cellpuzzles(puzzles, "test"), puzzles)
     store = PredictionStore(out, mode, dict(mode=mode, model=getattr(backend, "model", None),
                                             backend=backend.name, repair=repair))
     try:

@@ -9,12 +9,13 @@ import json
 import re
 from pathlib import Path
 
-from .core import InputError, read_jsonl, split_file, write_atomic
+from .core import InputError, read_jsonl, refuse_overwrite, split_file, write_atomic
 from .metrics import evaluate, gold_items
 from .prompts import SYSTEM_MSG, check_candidates, parse_user_msg
 
 # %% auto #0
-__all__ = ['check_record', 'parse_context', 'age_group', 'puzzle_table', 'load_cellpuzzles', 'read_predictions', 'evaluate_file']
+__all__ = ['check_record', 'parse_context', 'age_group', 'puzzle_table', 'load_cellpuzzles', 'puzzles_by_id', 'read_predictions',
+           'evaluate_file']
 
 # %% ../nbs/03a_records.ipynb #45940af8
 def check_record(rec: dict, source="record") -> dict:
@@ -113,20 +114,36 @@ def load_cellpuzzles(source="ncbi/CellPuzzles", split: str = "test", check: bool
         if check: check_record(r, f"{where} record {i} ({r.get('id', 'no id')})")
     return rows
 
+# %% ../nbs/03a_records.ipynb #d5548957
+def puzzles_by_id(records: list, where) -> dict:
+    "Records by id; a record without an id, or an id given twice, is an InputError naming `where`."
+    out = {}
+    for i, r in enumerate(records):
+        if r.get("id") is None: raise InputError(f"{where} record {i}", "has no 'id' (ids join answers to puzzles)")
+        if r["id"] in out: raise InputError(where, f"puzzle id {r['id']!r} appears more than once")
+        out[r["id"]] = r
+    return out
+
 # %% ../nbs/03a_records.ipynb #5766012b
 def read_predictions(path, puzzles=None) -> list[dict]:
-    "Prediction records (id, prediction, answer), answers joined from `puzzles` when missing."
-    gold = ({r["id"]: r["answer"] for r in load_cellpuzzles(puzzles, check=False)} if puzzles is not None
-            else {})
-    out = []
+    "Prediction records (id, prediction, answer); with `puzzles`, each answer is its puzzle's, by id."
+    gold = None if puzzles is None else puzzles_by_id(load_cellpuzzles(puzzles, check=False), puzzles)
+    out, disagree = [], []
     for i, rec in enumerate(read_jsonl(path), 1):
         if not isinstance(rec, dict) or "prediction" not in rec:
             raise InputError(f"{path}:{i}", "record has no 'prediction' field")
-        if rec.get("answer") is None: rec["answer"] = gold.get(rec.get("id"))
-        if rec["answer"] is None:
+        if gold is not None:
+            if rec.get("id") not in gold:
+                raise InputError(f"{path}:{i}", f"prediction {rec.get('id')!r} is not a puzzle of {puzzles}")
+            stored, rec["answer"] = rec.get("answer"), gold[rec["id"]]["answer"]
+            if stored is not None and gold_items(stored) != gold_items(rec["answer"]): disagree.append(rec["id"])
+        elif rec.get("answer") is None:
             raise InputError(f"{path}:{i}",
                              f"prediction {rec.get('id')!r} has no answer (give --puzzles with its id)")
         out.append(rec)
+    if disagree:
+        raise InputError(path, f"{len(disagree)} stored answers disagree with {puzzles} (first: {disagree[0]!r}): "
+                               "predictions made for other puzzles?")
     if not out: raise InputError(path, "contains no predictions")
     return out
 
@@ -138,6 +155,8 @@ def evaluate_file(predictions,                  # the prediction file (JSON Line
                   n_boot: int = 1000            # bootstrap resamples for the 95% intervals
                  ) -> dict:
     "Evaluate a prediction file; write the metrics JSON to `out` if given."
+    if n_boot < 0: raise InputError("--bootstrap", f"must be >= 0 (0: no intervals), got {n_boot}")
+    refuse_overwrite(out, predictions, puzzles)
     recs = read_predictions(predictions, puzzles)
     m = evaluate([r["prediction"] for r in recs], [r["answer"] for r in recs], [r.get("id") for r in recs],
                  tokenizer, n_boot)

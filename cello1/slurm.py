@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from .core import CelloJob, InputError, append_jsonl
+from .core import CelloJob, InputError, append_jsonl, require
+
 
 # %% auto #0
 __all__ = ['SHARED_NAMES', 'SlurmConfig', 'make_executor', 'submit', 'ray_sbatch_script', 'dispatch', 'sbatch', 'DynamicsLog',
@@ -39,7 +40,7 @@ class SlurmConfig:
 # %% ../nbs/07_slurm.ipynb #f26195c2
 def make_executor(cfg: SlurmConfig):
     "A submitit executor for the config (Slurm, or the local executor)."
-    import submitit
+    submitit = require("submitit", "--slurm / --executor")
     if cfg.executor == "local":
         ex = submitit.LocalExecutor(folder=cfg.folder)
         ex.update_parameters(timeout_min=cfg.time_min)

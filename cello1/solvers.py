@@ -15,11 +15,11 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from .core import InputError, stable_rng, write_jsonl
+from .core import InputError, refuse_overwrite, stable_rng, write_jsonl
 from .genes import clean_symbol
 from .metrics import write_response
 from .prompts import UNASSIGNED, parse_puzzle
-from .records import load_cellpuzzles
+from .records import load_cellpuzzles, puzzles_by_id
 
 # %% auto #0
 __all__ = ['CL_RENAMED', 'SOLVERS', 'CROSS_VALIDATE_BY', 'assign', 'make_response', 'norm_gene', 'rank_weights', 'zscore_columns',
@@ -264,12 +264,13 @@ def fold_key(record: dict, by: str) -> str:
     if by == "context": return parse_puzzle(record["user_msg"], check=False)[0]
     raise InputError(by, f"cross-validation groups must be one of {', '.join(CROSS_VALIDATE_BY)}")
 
-
 # %% ../nbs/05_solvers.ipynb #087289ab
 def cross_validate(records: list, by: str = "context", independent: bool = False) -> tuple[list[str], dict]:
     "Responses of reference solvers each trained on the other groups; and a summary of the folds."
     groups = defaultdict(list)
     for i, r in enumerate(records): groups[fold_key(r, by)].append(i)
+    if len(groups) < 2:
+        raise InputError(f"--cross-validate {by}", "needs two or more groups; these puzzles have one")
     out, coverage = [None] * len(records), defaultdict(int)
     for key, idx in groups.items():
         inside = set(idx)
@@ -295,7 +296,8 @@ def solve_file(puzzles,                              # CellPuzzles file, directo
                progress: bool = True                 # show a progress bar
               ) -> dict:
     "Solve every puzzle of a file; write predictions JSONL; return a summary with label coverage."
-    records = load_cellpuzzles(puzzles, "test")
+    refuse_overwrite(out, puzzles, train)
+    records = list(puzzles_by_id(load_cellpuzzles(puzzles, "test"), puzzles).values())
     name = f"{solver}{'-independent' if independent else ''}"
     if cross_validate_by:
         if solver != "reference": raise InputError("--cross-validate", "only applies to --solver reference")
