@@ -480,3 +480,6 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"cello1: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C: what was kept (a run's `Interrupted` says), not a traceback
+        print(f"cello1: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+        return 130

@@ -17,9 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MISSING_VALUES', 'SPLIT_EXTS', 'EXTRAS', 'InputError', 'warn_input', 'is_missing', 'stable_rng', 'write_atomic',
-           'jsonl_line', 'write_jsonl', 'append_jsonl', 'read_jsonl', 'split_file', 'refuse_overwrite', 'require',
-           'get_preset', 'resolve', 'CelloJob']
+__all__ = ['MISSING_VALUES', 'SPLIT_EXTS', 'EXTRAS', 'InputError', 'Interrupted', 'warn_input', 'is_missing', 'stable_rng',
+           'write_atomic', 'jsonl_line', 'write_jsonl', 'append_jsonl', 'read_jsonl', 'split_file', 'refuse_overwrite',
+           'require', 'get_preset', 'resolve', 'CelloJob']
 
 # %% ../nbs/00_core.ipynb #f1e1d909
 class InputError(ValueError):
@@ -27,6 +27,11 @@ class InputError(ValueError):
     def __init__(self, source, problem):
         self.source, self.problem = str(source), problem
         super().__init__(f"{source}: {problem}")
+
+# %% ../nbs/00_core.ipynb #1b78bbbb
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C during a run: the message says what was kept and how to resume."
+    def __init__(self, message: str): super().__init__(message)
 
 # %% ../nbs/00_core.ipynb #edaaace4
 def warn_input(source, problem, sink: list | None = None):

@@ -19,12 +19,12 @@ __all__ = ['NEGATIVE', 'expression_keys', 'keys_to_columns', 'top_gene_indices',
 
 # %% ../nbs/01_genes.ipynb #aa2c6127
 _LOW = np.uint64(0xFFFFFFFF)
-NEGATIVE = "expression values must be non-negative numbers (raw or normalised counts, not scaled data)"
+NEGATIVE = "expression values must be non-negative, finite numbers (raw or normalised counts, not scaled data)"
 
 def expression_keys(data: np.ndarray, indices: np.ndarray) -> np.ndarray:
     "One unique uint64 key per stored value: float32 bits high, inverted column low."
     v = np.asarray(data, dtype=np.float32)
-    if not (v >= 0).all():  # also catches NaN
+    if not ((v >= 0) & (v < np.inf)).all():  # also catches NaN
         raise ValueError(NEGATIVE)
     keys = (v.view(np.uint32) & np.uint32(0x7FFFFFFF)).astype(np.uint64)  # sign bit only on -0.0 here
     keys <<= np.uint64(32)
@@ -131,8 +131,8 @@ def top_genes(X,                      # cells x genes matrix (anything `top_gene
 
 # %% ../nbs/01_genes.ipynb #a909cbf1
 def check_counts(csr: sp.csr_matrix) -> sp.csr_matrix:
-    "The block itself, if its values are non-negative numbers."
-    if not (csr.data >= 0).all(): raise ValueError(NEGATIVE)
+    "The block itself, if its values are non-negative, finite numbers."
+    if not ((csr.data >= 0) & (csr.data < np.inf)).all(): raise ValueError(NEGATIVE)
     return csr
 
 # %% ../nbs/01_genes.ipynb #61be87f0

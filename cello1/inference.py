@@ -16,18 +16,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .core import InputError, append_jsonl, read_jsonl, refuse_overwrite, require
+from .core import InputError, Interrupted, append_jsonl, read_jsonl, refuse_overwrite, require
 
 from .metrics import ANSWER_ONLY_PREFIX, join_cell_answers
 from .prompts import batch_messages, cell_messages, open_messages, parse_puzzle
 from .records import load_cellpuzzles, puzzles_by_id
 
-
 # %% auto #0
 __all__ = ['PRICES', 'MODES', 'BACKENDS', 'REPAIRS', 'SamplingConfig', 'is_reasoning_model', 'call_cost', 'Completion',
            'rebuild_reasoning', 'Job', 'record_messages', 'plan_jobs', 'PredictionStore', 'backoff_delay',
-           'OpenAIBackend', 'TransformersBackend', 'VLLMBackend', 'make_backend', 'predict', 'label_logprobs',
-           'repair_run']
+           'OpenAIBackend', 'TransformersBackend', 'VLLMBackend', 'make_backend', 'run_meta', 'predict',
+           'label_logprobs', 'repair_run']
 
 # %% ../nbs/06_inference.ipynb #7b048142
 @dataclass
@@ -121,22 +120,33 @@ class PredictionStore:
     def __init__(self, path, mode: str = "batch", meta: dict | None = None):
         self.path, self.mode, self.meta = Path(path), mode, meta or {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path.with_name(self.path.name + ".lock"), "w")
-        try: fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(self.path, "another cello1 run is writing this file") from None
+        self._lock = self._take_lock(self.path.with_name(self.path.name + ".lock"))
         self.records = read_jsonl(self.path, tolerant=True)
         self.parts_path = self.path.with_name(self.path.name + ".cells.jsonl")
         self.parts = read_jsonl(self.parts_path, tolerant=True) if mode == "cell" else []
-        self._check_compatible()
+        try: self._check_compatible()
+        except InputError: self.close(); raise
+
+    @staticmethod
+    def _take_lock(path: Path):
+        "An exclusive lock on `path` (created), refused if another run holds it."
+        f = open(path, "w")
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise InputError(path.with_suffix(""), "another cello1 run is writing this file") from None
+        if not path.exists() or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:  # removed meanwhile
+            f.close()
+            raise InputError(path.with_suffix(""), "another cello1 run was closing this file; run again")
+        return f
 
     def _check_compatible(self):
-        "Refuse to mix settings, repair modes, backends or models in one file."
+        "Refuse to mix settings, backends, models, adapters, repairs or sampling settings in one file."
         for r in self.records:
-            for k in ("mode", "repair", "backend", "model"):
-                if k in self.meta and r.get(k) != self.meta[k]:
-                    raise InputError(self.path, f"holds {k}={r.get(k)!r} predictions; "
-                                                f"write {k}={self.meta[k]!r} ones to another file")
+            for k, v in self.meta.items():
+                if r.get(k) != v:
+                    raise InputError(self.path, f"holds predictions with {k}={r.get(k)!r}, this run has "
+                                                f"{k}={v!r}; write them to another file (or run with the same)")
 
     @property
     def done(self) -> set:
@@ -173,7 +183,9 @@ class PredictionStore:
                       reasoning_rebuilt=any(p["reasoning_rebuilt"] for p in parts), cells=n_cells))
 
     def close(self):
-        "Release the lock."
+        "Release the lock and remove its file."
+        if self._lock.closed: return
+        Path(self._lock.name).unlink(missing_ok=True)
         self._lock.close()
 
 # %% ../nbs/06_inference.ipynb #29095a16
@@ -293,7 +305,7 @@ class TransformersBackend:
         if adapter:
             from peft import PeftModel
             m = PeftModel.from_pretrained(m, adapter)
-        self.lm, self.model, self.batch_size = m.to(self.device).eval(), model, batch_size
+        self.lm, self.model, self.adapter, self.batch_size = m.to(self.device).eval(), model, adapter, batch_size
 
     def _generate(self, chats: list, n: int, cfg: SamplingConfig) -> list[list[Completion]]:
         "n completions for each chat of one batch."
@@ -381,6 +393,18 @@ def make_backend(name: str,                     # one of BACKENDS
     if name == "transformers": return TransformersBackend(model, adapter)
     return VLLMBackend(model, adapter, tensor_parallel_size)
 
+# %% ../nbs/06_inference.ipynb #41448633
+def run_meta(backend,                    # the backend answering
+             mode: str,                  # setting: one of MODES
+             cfg: SamplingConfig,        # how it samples
+             repair: str | None = None   # one of REPAIRS, or None
+            ) -> dict:
+    "The settings stored in every prediction line; a file is resumed only by a run with the same ones."
+    sampling = None if repair else dict(temperature=cfg.temperature, top_p=cfg.top_p,
+                                        max_tokens=cfg.max_tokens, seed=cfg.seed)
+    return dict(mode=mode, backend=backend.name, model=getattr(backend, "model", None),
+                adapter=getattr(backend, "adapter", None), repair=repair, sampling=sampling)
+
 # %% ../nbs/06_inference.ipynb #88996267
 def _result_writer(store: PredictionStore, records: dict, mode: str, bar, totals: dict):
     "The on_result callback: store a completion and update the bar."
@@ -409,11 +433,10 @@ def predict(puzzles,                         # CellPuzzles: a directory, a JSONL
     cfg = cfg or SamplingConfig()
     refuse_overwrite(out, puzzles)
     records = puzzles_by_id(load_cellpuzzles(puzzles, "test"), puzzles)
-    store = PredictionStore(out, mode, dict(mode=mode, model=getattr(backend, "model", None),
-                                            backend=backend.name, repair=repair))
+    store = PredictionStore(out, mode, run_meta(backend, mode, cfg, repair))
+    totals, errors = dict(new=0, tokens=0, cost_usd=0.0), []
     try:
         jobs = plan_jobs(list(records.values()), mode, cfg.samples, store.done)
-        totals, errors = dict(new=0, tokens=0, cost_usd=0.0), []
         bar = tqdm(total=sum(len(j.samples) for j in jobs), desc=f"{backend.name}:{mode}", unit="resp",
                    disable=None if progress else True)
         on_error = lambda job, e: errors.append(dict(id=job.id, cell=job.cell, samples=job.samples,
@@ -422,10 +445,13 @@ def predict(puzzles,                         # CellPuzzles: a directory, a JSONL
             repair_run(backend, jobs, records, _result_writer(store, records, mode, bar, totals), on_error)
         elif jobs: backend.run(jobs, cfg, _result_writer(store, records, mode, bar, totals), on_error)
         bar.close()
-        return dict(out=str(out), puzzles=len(records), stored=len(store.records), new=totals["new"],
-                    failed=errors, completion_tokens=totals["tokens"], cost_usd=round(totals["cost_usd"], 6),
-                    retries=getattr(backend, "retries", 0))
+    except KeyboardInterrupt:
+        raise Interrupted(f"{len(store.records)} responses are stored in {out} ({totals['new']} new); "
+                          "run the same command again to resume") from None
     finally: store.close()
+    return dict(out=str(out), puzzles=len(records), stored=len(store.records), new=totals["new"],
+                failed=errors, completion_tokens=totals["tokens"], cost_usd=round(totals["cost_usd"], 6),
+                retries=getattr(backend, "retries", 0))
 
 # %% ../nbs/06_inference.ipynb #e639e5ef
 def label_logprobs(backend: TransformersBackend, chat: list, labels: list[str]) -> np.ndarray:

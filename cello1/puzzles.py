@@ -24,8 +24,9 @@ from .prompts import CONTEXT_FIELDS, SYSTEM_MSG, context_sentence, format_user_m
 # %% auto #0
 __all__ = ['CELL_REPRS', 'SPLIT_BY', 'CANDIDATE_ORDERS', 'Group', 'group_modes', 'donor_groups', 'BuildConfig', 'PuzzleSpec',
            'sample_puzzles', 'split_cells', 'split_groups', 'stratified_quota', 'stratified_pick', 'make_record',
-           'rank_rows', 'unit_keys', 'group_centroids', 'group_de_genes', 'repr_genes', 'dataset_specs', 'leakage',
-           'write_splits', 'dataset_part', 'write_build', 'build', 'build_from_files', 'build_embedded']
+           'rank_rows', 'unit_keys', 'group_centroids', 'group_de_genes', 'repr_genes', 'without_empty',
+           'dataset_specs', 'leakage', 'write_splits', 'dataset_part', 'check_unseen', 'remove_stale_splits',
+           'write_build', 'build', 'build_from_files', 'build_embedded']
 
 # %% ../nbs/04_puzzles.ipynb #99204ceb
 @dataclass
@@ -296,6 +297,22 @@ def repr_genes(specs: dict,              # sampled batches per side
         out.update({(side, key, t): genes for t, genes in fn(g, types, reader, cfg.top_genes).items()})
     return out
 
+# %% ../nbs/04_puzzles.ipynb #3588b788
+def without_empty(specs: dict,          # sampled batches per side
+                  genes: dict,          # gene list of each key (`repr_genes`)
+                  cfg: BuildConfig,     # the build's configuration
+                  source,               # where the data came from (for messages)
+                  notes: list           # notes for the manifest (appended to)
+                 ) -> dict:
+    "The batches whose every cell has a gene list; a warning counts the empty cells and the puzzles left out."
+    empty = {k for k, g in genes.items() if not g}
+    if not empty: return specs
+    out = {side: [s for s in ss if not empty.intersection(unit_keys(side, s, cfg))] for side, ss in specs.items()}
+    left = sum(map(len, specs.values())) - sum(map(len, out.values()))
+    unit = "cells express" if cfg.cell_repr == "cell" else "cell types' gene lists hold"
+    warn_input(source, f"{len(empty)} {unit} no gene; the {left} puzzles holding them are left out", notes)
+    return out
+
 # %% ../nbs/04_puzzles.ipynb #1c0ae858
 def _partition_unseen(groups, cfg):
     "Separate groups whose disease is one of `cfg.unseen_diseases`."
@@ -398,10 +415,30 @@ def dataset_part(name: str,              # dataset name
             if isinstance(e, InputError): raise
             raise InputError(source, f"{reader.where}: {e}") from e
         summary["reads"] = reader.stats()
+        specs = without_empty(specs, genes, cfg, source, notes)
     rng = stable_rng(cfg.seed, name, "records")
     records = {side: [make_record(s, genes, cfg, obs.index, rng, unit_keys(side, s, cfg)) for s in ss]
                for side, ss in specs.items()}
     return dict(records=records, summary=summary, notes=notes)
+
+# %% ../nbs/04_puzzles.ipynb #e08144b2
+def check_unseen(records: dict, cfg: BuildConfig):
+    "Raise if a disease of `cfg.unseen_diseases` is in no puzzle."
+    have = {str(r.get("disease") or "").casefold() for r in records.get("unseen", [])}
+    lost = [d for d in cfg.unseen_diseases if d.casefold() not in have]
+    if lost:
+        seen = sorted({str(r.get("disease")) for rs in records.values() for r in rs})
+        raise InputError("--unseen-disease", f"{', '.join(map(repr, lost))} matches no donor group with "
+                                             f"{cfg.min_n}+ cell types (their diseases: {', '.join(seen)})")
+
+# %% ../nbs/04_puzzles.ipynb #83bb0a68
+def remove_stale_splits(out: Path, files: dict, notes: list):
+    "Delete `out`'s split files of an earlier build that this build did not write, noting each."
+    for split in ("train", "test", "unseen"):
+        stale = out / f"{split}.jsonl"
+        if stale.name not in files and stale.exists():
+            stale.unlink()
+            notes.append(f"{stale}: removed, a split of an earlier build that this build does not have")
 
 # %% ../nbs/04_puzzles.ipynb #f6015fcd
 def write_build(parts: list,               # dataset parts, in order
@@ -416,8 +453,13 @@ def write_build(parts: list,               # dataset parts, in order
         for side, rs in p["records"].items(): records[side] += rs
     if not any(records.values()):
         raise InputError(", ".join(map(str, sources)), "no puzzles could be built (see warnings)")
+    check_unseen(records, cfg)
     records, dropped = _finalise_sides(dict(records), cfg)
+    for split in ("train", "test"):
+        if not records.get(split):
+            warn_input(", ".join(map(str, sources)), f"the {split} split is empty", notes)
     files = write_splits(records, Path(out))
+    remove_stale_splits(Path(out), files, notes)
     manifest = dict(cello1_version=_version(), config=_config_dict(cfg), **(extra or {}),
                     inputs=[p["summary"] for p in parts],
                     counts={k: _counts(v) for k, v in records.items()}, test_dropped_over_cap=dropped,

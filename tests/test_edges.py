@@ -3,6 +3,9 @@ duplicate puzzle ids, an output that is one of its inputs, a cross-validation wi
 import hashlib
 import json
 
+import numpy as np
+import pandas as pd
+
 from conftest import cello1, read_jsonl
 
 
@@ -98,3 +101,73 @@ def test_bad_values_are_one_line_and_status_2(embedded_build, tmp_path):
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "b").exists()
+
+
+def test_predict_resumes_only_with_the_same_settings(tiny, tmp_path):
+    "A rerun with another temperature or model would mix two runs' answers in one file: refused, naming it."
+    out = tmp_path / "p.jsonl"
+    base = ("predict", "--backend", "transformers", "--model", tiny["model"], "--puzzles", tiny["test"],
+            "--max-tokens", "4", "--out", out)
+    cello1(*base, "--temperature", "0")
+    stored = out.read_bytes()
+    r = cello1(*base, "--temperature", "1", check=False)
+    assert r.returncode == 2 and "sampling=" in r.stderr and "'temperature': 0.0" in r.stderr, r.stderr
+    other = tmp_path / "copy"
+    import shutil
+    shutil.copytree(tiny["model"], other)
+    r = cello1(*base[:4], other, *base[5:], "--temperature", "0", check=False)
+    assert r.returncode == 2 and "model=" in r.stderr and str(other) in r.stderr, r.stderr
+    assert out.read_bytes() == stored  # nothing was added or lost
+    assert json.loads(cello1(*base, "--temperature", "0").stdout)["new"] == 0  # the same settings resume
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "p.jsonl"]  # no lock file left behind
+
+
+def build_h5ad(adata, tmp_path, *extra, name="data.h5ad", out="o"):
+    "Write `adata` to an h5ad and run `cello1 build` on it (not checked)."
+    f = tmp_path / name
+    adata.write_h5ad(f)
+    return cello1("build", "--h5ad", f, "--out", tmp_path / out, "--max-n", "10", *extra, check=False)
+
+
+def test_build_rejects_infinite_values(pbmc, tmp_path):
+    a = pbmc.copy()
+    a.X = a.X.toarray()
+    a.X[:, 0] = np.inf
+    r = build_h5ad(a, tmp_path)
+    assert r.returncode == 2 and "data.h5ad: X: expression values must be non-negative, finite" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o" / "train.jsonl").exists()
+
+
+def test_build_leaves_out_cells_without_expression(pbmc, tmp_path):
+    "Puzzles of empty gene lists are not built; the cells and puzzles left out are counted."
+    from cello1.prompts import parse_user_msg
+    a = pbmc.copy()
+    a.X = a.X.toarray()
+    a.X[:100] = 0  # 100 real cells that express nothing
+    r = build_h5ad(a, tmp_path)
+    assert r.returncode == 0 and "cells express no gene; the " in r.stderr, r.stderr
+    puzzles = read_jsonl(tmp_path / "o" / "train.jsonl") + read_jsonl(tmp_path / "o" / "test.jsonl")
+    assert puzzles and all(all(parse_user_msg(p["user_msg"])["cells"]) for p in puzzles)
+    assert not {c for p in puzzles for c in p["cell_ids"]} & set(a.obs_names[:100])
+    a.X[:] = 0
+    r = build_h5ad(a, tmp_path, out="zero")
+    assert r.returncode == 2 and "no puzzles could be built" in r.stderr and "express no gene" in r.stderr
+
+
+def test_unmatched_unseen_disease_is_an_error(tmp_path):
+    r = cello1("build", "--embedded", "--out", tmp_path / "o", "--unseen-disease", "COVID-19", check=False)
+    assert r.returncode == 2 and "--unseen-disease: 'COVID-19' matches no donor group" in r.stderr, r.stderr
+    assert "(their diseases: normal)" in r.stderr and not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_rebuild_leaves_no_stale_split_and_an_empty_split_is_named(pbmc, tmp_path):
+    a = pbmc.copy()
+    a.obs["donor_id"] = pd.Categorical([f"donor{i % 4}" for i in range(a.n_obs)])  # pseudo-donors (a fixture)
+    a.obs["disease"] = pd.Categorical(np.where(a.obs["donor_id"] == "donor3", "lupus", "normal"))
+    assert build_h5ad(a, tmp_path, "--unseen-disease", "lupus").returncode == 0
+    assert (tmp_path / "o" / "unseen.jsonl").exists()
+    r = build_h5ad(a, tmp_path, "--test-frac", "0")
+    assert r.returncode == 0 and "the test split is empty" in r.stderr, r.stderr
+    assert not (tmp_path / "o" / "unseen.jsonl").exists()
+    notes = json.loads((tmp_path / "o" / "manifest.json").read_text())["notes"]
+    assert any("unseen.jsonl: removed" in n for n in notes) and any("test split is empty" in n for n in notes)

@@ -67,7 +67,8 @@ def test_hard_errors_reported_then_retried(server, tiny, proxy, tmp_path):
     out = tmp_path / "p.jsonl"
     args = ("predict", "--model", server["model"], "--base-url", proxy.url, "--puzzles", tiny["test"], "--max-tokens", "8", "--out", out)
     p = cello1(*args, check=False)
-    assert p.returncode == 1 and json.loads(p.stdout)["failed"] and not out.exists() or read_jsonl(out) == []
+    assert p.returncode == 1 and json.loads(p.stdout)["failed"]
+    assert not out.exists() or read_jsonl(out) == []
     proxy.plan = ["ok"]
     assert json.loads(cello1(*args).stdout)["stored"] == len(read_jsonl(tiny["test"]))
 
@@ -120,6 +121,24 @@ def test_distill_survives_sigkill_without_loss_or_repeats(server, tiny, proxy, t
     acc = read_jsonl(out / "accepted.jsonl") if (out / "accepted.jsonl").read_text() else []
     assert stats["accepted_puzzles"] == len({a["id"] for a in acc})
     assert all({"system_msg", "user_msg", "answer", "response"} <= set(a) for a in acc)
+
+
+def test_ctrl_c_says_what_is_kept_and_how_to_resume(server, tiny, proxy, tmp_path):
+    "SIGINT mid-predict: one line with the stored count and the way on, status 130, no traceback, no lock file."
+    proxy.plan = ["delay:0.3"]
+    out = tmp_path / "p.jsonl"
+    cmd = [str(Path(sys.executable).parent / "cello1"), "predict", "--model", server["model"], "--base-url", proxy.url,
+           "--puzzles", str(tiny["test"]), "--samples", "3", "--max-tokens", "8", "--concurrency", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    stored = len(read_jsonl(out))
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert f"cello1: interrupted: {stored} responses are stored in {out}" in err and "run the same command again" in err
+    assert 2 <= stored < 3 * len(read_jsonl(tiny["test"])) and sorted(p.name for p in tmp_path.iterdir()) == ["p.jsonl"]
 
 
 def test_api_key_never_written(server, tiny, proxy, tmp_path, monkeypatch):

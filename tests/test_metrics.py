@@ -29,8 +29,8 @@ def test_nothing_raises_and_values_are_bounded(response, answer):
     assert batch_reward(response, answer) in (-1.0, 0.0, 1.0)
     assert -1.0 <= dense_reward(response, answer) <= 1.0
     assert compute_score("cellpuzzles", response, answer)["score"] in (-1.0, 0.0, 1.0)
-    assert len(trl_batch_reward([response], answer=[answer])) == 1
-    assert len(trl_dense_reward([response], answer=[answer])) == 1
+    assert trl_batch_reward([response], answer=[answer]) == [batch_reward(response, answer)]
+    assert trl_dense_reward([response], answer=[answer]) == [dense_reward(response, answer)]
 
 
 @settings(max_examples=200, deadline=None)
