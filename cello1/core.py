@@ -17,9 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MISSING_VALUES', 'SPLIT_EXTS', 'EXTRAS', 'InputError', 'Interrupted', 'warn_input', 'is_missing', 'stable_rng',
-           'write_atomic', 'jsonl_line', 'write_jsonl', 'append_jsonl', 'read_jsonl', 'split_file', 'refuse_overwrite',
-           'require', 'get_preset', 'resolve', 'CelloJob']
+__all__ = ['MISSING_VALUES', 'FILE_SUFFIXES', 'SPLIT_EXTS', 'EXTRAS', 'InputError', 'Interrupted', 'warn_input', 'is_missing',
+           'stable_rng', 'write_atomic', 'jsonl_line', 'write_jsonl', 'append_jsonl', 'read_jsonl', 'is_hub_id',
+           'local_or_hub', 'split_file', 'refuse_overwrite', 'require', 'get_preset', 'resolve', 'CelloJob']
 
 # %% ../nbs/00_core.ipynb #f1e1d909
 class InputError(ValueError):
@@ -28,7 +28,7 @@ class InputError(ValueError):
         self.source, self.problem = str(source), problem
         super().__init__(f"{source}: {problem}")
 
-# %% ../nbs/00_core.ipynb #1b78bbbb
+# %% ../nbs/00_core.ipynb #5f1c1d3c
 class Interrupted(KeyboardInterrupt):
     "Ctrl-C during a run: the message says what was kept and how to resume."
     def __init__(self, message: str): super().__init__(message)
@@ -120,6 +120,20 @@ def read_jsonl(path, tolerant: bool = False) -> list:
         except json.JSONDecodeError as e: raise InputError(f"{path}:{i}", f"not valid JSON ({e.msg})") from e
     return out
 
+# %% ../nbs/00_core.ipynb #834a5275
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".h5ad", ".csv", ".txt", ".bin", ".safetensors", ".pt", ".gguf")
+
+def is_hub_id(source) -> bool:
+    "True if `source` can only be a hub id: `owner/name`, no such path, no local `owner` dir, no file suffix."
+    s, p = str(source), Path(source)
+    return (re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", s) is not None and not p.exists() and not p.parent.exists()
+            and not s.lower().endswith(FILE_SUFFIXES))
+
+def local_or_hub(source, option: str) -> str:
+    "`source` if it is an existing path or a hub id, else an InputError naming `option`."
+    if Path(source).exists() or is_hub_id(source): return str(source)
+    raise InputError(source, f"{option}: no such file or directory (a hub id has the form owner/name)")
+
 # %% ../nbs/00_core.ipynb #4916c1fe
 SPLIT_EXTS = (".jsonl", ".json", ".parquet")
 
@@ -131,7 +145,7 @@ def split_file(source, split: str, required: bool = True) -> Path | None:
         found = next((p / f"{split}{e}" for e in SPLIT_EXTS if (p / f"{split}{e}").is_file()), None)
         if found or not required: return found
         raise InputError(p, f"no {split}.jsonl, {split}.json or {split}.parquet in this directory")
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) and not p.suffix and not p.parent.exists(): return None
+    if is_hub_id(source): return None
     raise InputError(source, "no such file or directory")
 
 # %% ../nbs/00_core.ipynb #4f4ac4e3

@@ -10,13 +10,15 @@ import fcntl
 import os
 import random
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .core import InputError, Interrupted, append_jsonl, read_jsonl, refuse_overwrite, require
+from .core import (InputError, Interrupted, append_jsonl, local_or_hub, read_jsonl, refuse_overwrite,
+                         require)
 
 from .metrics import ANSWER_ONLY_PREFIX, join_cell_answers
 from .prompts import batch_messages, cell_messages, open_messages, parse_puzzle
@@ -260,7 +262,10 @@ class OpenAIBackend:
             except Exception as e:
                 if not _retryable(e) or attempt == self.max_retries: raise
                 self.retries += 1
-                await asyncio.sleep(backoff_delay(attempt, self.backoff))
+                delay = backoff_delay(attempt, self.backoff)
+                tqdm.write(f"cello1: retry {attempt + 1}/{self.max_retries} in {delay:.1f}s after "
+                           f"{type(e).__name__}: {str(e)[:120]}", file=sys.stderr)
+                await asyncio.sleep(delay)
 
     async def _job(self, client, sem, job: Job, cfg, on_result, on_error):
         "Answer every sample of a job, asking again while the server returns fewer than asked."
@@ -271,6 +276,15 @@ class OpenAIBackend:
                     for comp in (await self._call(client, job.messages, cfg, len(todo)))[: len(todo)]:
                         on_result(job, todo.pop(0), comp)
             except Exception as e: on_error(job, e)
+
+    def check_server(self, timeout: float = 10):
+        "Raise an InputError naming the URL when no server answers there (any HTTP answer will do)."
+        import httpx
+        url = (self.base_url or "https://api.openai.com/v1").rstrip("/")
+        try: httpx.get(url + "/models", timeout=timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as e:
+            raise InputError(f"--base-url {url}", f"no server answers there ({type(e).__name__}: {e}); "
+                                                  "start it or check the URL") from None
 
     async def _run(self, jobs, cfg, on_result, on_error):
         "Run all jobs with bounded concurrency."
@@ -283,6 +297,7 @@ class OpenAIBackend:
             on_result,                   # `on_result(job, sample, Completion)`, called as each arrives
             on_error):                   # `on_error(job, exception)`, called when a job fails
         "Answer all jobs; `on_result(job, sample, Completion)` as each arrives."
+        if jobs: self.check_server()
         asyncio.run(self._run(jobs, cfg, on_result, on_error))
 
 # %% ../nbs/06_inference.ipynb #b47c62b8
@@ -298,6 +313,7 @@ class TransformersBackend:
         torch = require("torch", "--backend transformers")
         require("transformers", "--backend transformers")
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        model, adapter = local_or_hub(model, "--model"), adapter and local_or_hub(adapter, "--adapter")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tok = AutoTokenizer.from_pretrained(model, padding_side="left")
         if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token

@@ -182,7 +182,8 @@ def trl_cell_acc(completions, answer=None, **kwargs) -> list[float]:
 def token_counter(tokenizer: str = "whitespace"):
     "A function counting the tokens of a response under `tokenizer` ('whitespace' or a HF name/path)."
     if tokenizer in (None, "", "whitespace"): return lambda s: len(s.split()) if isinstance(s, str) else 0
-    from cello1.core import InputError
+    from cello1.core import InputError, local_or_hub
+    tokenizer = local_or_hub(tokenizer, "--tokenizer")
     try:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(tokenizer)

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .core import InputError, get_preset, write_atomic
+from .core import InputError, get_preset, local_or_hub, write_atomic
 from .metrics import answer_only_response, gold_items
 from .prompts import ANSWER_ONLY_SYSTEM_MSG, SYSTEM_MSG, cell_messages, chat
 from .records import load_cellpuzzles
@@ -130,6 +130,7 @@ def train_sft(preset: SFTPreset, data, out) -> dict:
     from transformers import AutoTokenizer
     from trl import SFTTrainer
     if not preset.model: raise InputError("--model", f"preset {preset.name!r} needs --model PATH")
+    local_or_hub(preset.model, "--model")
     if preset.threads: torch.set_num_threads(preset.threads)
     out, cpu = Path(out), not torch.cuda.is_available()
     examples = data if isinstance(data, list) else load_sft_examples(data, preset.target)
@@ -172,6 +173,7 @@ def merge(base: str, adapter, out) -> Path:
     "Fold a LoRA adapter into its base model and save model + tokenizer to `out`."
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    base, adapter = local_or_hub(base, "--base"), local_or_hub(adapter, "--adapter")
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype="auto"),
                                       str(adapter)).merge_and_unload()
     out = Path(out)

@@ -171,3 +171,28 @@ def test_rebuild_leaves_no_stale_split_and_an_empty_split_is_named(pbmc, tmp_pat
     assert not (tmp_path / "o" / "unseen.jsonl").exists()
     notes = json.loads((tmp_path / "o" / "manifest.json").read_text())["notes"]
     assert any("unseen.jsonl: removed" in n for n in notes) and any("test split is empty" in n for n in notes)
+
+
+def test_missing_paths_are_never_taken_for_hub_ids(embedded_build, tmp_path):
+    "A local path that is not there is named at once, instead of minutes of hub retries offline."
+    test, out = embedded_build / "test.jsonl", tmp_path / "p.jsonl"
+    cases = [(("predict", "--backend", "transformers", "--model", tmp_path / "model", "--puzzles", test, "--out", out),
+              "--model: no such file or directory"),
+             (("predict", "--model", "m", "--puzzles", "some/typo.jsonl", "--out", out), "no such file or directory"),
+             (("eval", "--predictions", marker_predictions(embedded_build, tmp_path), "--tokenizer",
+               tmp_path / "tok"), "--tokenizer: no such file or directory"),
+             (("merge", "--base", tmp_path / "base", "--adapter", tmp_path / "a", "--out", tmp_path / "m"),
+              "--base: no such file or directory")]
+    for args, message in cases:
+        r = cello1(*args, check=False)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    assert not out.exists()
+
+
+def test_a_server_that_is_not_there_fails_at_once_naming_the_url(embedded_build, tmp_path):
+    from conftest import free_port
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    r = cello1("predict", "--model", "m", "--base-url", url, "--puzzles", embedded_build / "test.jsonl",
+               "--out", tmp_path / "p.jsonl", check=False)
+    assert r.returncode == 2 and f"--base-url {url}: no server answers there" in r.stderr, r.stderr
+    assert "retry" not in r.stderr and not (tmp_path / "p.jsonl").exists()

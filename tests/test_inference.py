@@ -45,19 +45,21 @@ def test_predict_batch_real_server_and_resume(server, tiny, proxy, tmp_path):
     assert rebuilt and all(r["prediction"].startswith("<think>") for r in rebuilt)  # reasoning_content put back
     before = out.read_bytes()
     again = json.loads(cello1("predict", "--backend", "openai", "--model", server["model"], "--base-url", proxy.url,
-                              "--puzzles", tiny["test"], "--samples", "2", "--out", out).stdout)
+                              "--puzzles", tiny["test"], "--samples", "2", "--max-tokens", "40", "--temperature", "0.8",
+                              "--out", out).stdout)
     assert again["new"] == 0 and out.read_bytes() == before and len(proxy.forwarded()) == 2 * n
     cello1("eval", "--predictions", out, "--out", tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text())["n_batches"] == 2 * n
 
 
-def test_retries_on_429_5xx_and_drops(server, tiny, proxy, tmp_path):
+def test_retries_on_429_5xx_and_drops(server, tiny, proxy, tmp_path, capsys):
     from cello1.inference import OpenAIBackend, SamplingConfig, predict
     proxy.plan = ["429", "ok", "500", "drop", "ok", "503", "ok"]
     backend = OpenAIBackend(server["model"], proxy.url, backoff=0.01, concurrency=1, max_retries=8)  # one at a time: a deterministic fault order
     s = predict(tiny["test"], backend, tmp_path / "p.jsonl", cfg=SamplingConfig(max_tokens=16), progress=False)
     n = len(read_jsonl(tiny["test"]))
     assert not s["failed"] and s["stored"] == n and s["retries"] >= 3
+    assert capsys.readouterr().err.count("cello1: retry ") == s["retries"]  # one line per retry
     outcomes = Counter(e["outcome"] for e in proxy.log)
     assert outcomes["429"] and outcomes["500"] and outcomes["drop"] and len(proxy.forwarded()) == n
 
@@ -81,7 +83,7 @@ def test_cell_and_open_modes(server, tiny, tmp_path):
     assert len(parts) == sum(r["cells"] for r in recs) and all(r["mode"] == "cell" for r in recs)
     assert all(r["prediction"].count("Cell ") == r["cells"] for r in recs)
     mixed = cello1("predict", "--model", server["model"], "--base-url", server["url"], "--puzzles", tiny["test"], "--out", out, check=False)
-    assert mixed.returncode == 2 and "holds mode='cell'" in mixed.stderr
+    assert mixed.returncode == 2 and "holds predictions with mode='cell'" in mixed.stderr
     cello1("predict", "--model", server["model"], "--base-url", server["url"], "--puzzles", tiny["test"], "--mode", "open",
            "--max-tokens", "12", "--out", tmp_path / "open.jsonl")
     assert len(read_jsonl(tmp_path / "open.jsonl")) == len(read_jsonl(tiny["test"]))

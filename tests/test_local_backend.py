@@ -54,5 +54,6 @@ def test_eval_response_length_with_a_real_tokenizer(tiny, embedded_build, tmp_pa
     t = AutoTokenizer.from_pretrained(tiny["model"])
     expect = sum(len(t.encode(r["prediction"], add_special_tokens=False)) for r in read_jsonl(tmp_path / "p.jsonl")) / tok["n_batches"]
     assert tok["response_length"] == pytest.approx(expect) and tok["response_length"] > ws["response_length"]
+    (tmp_path / "nope").mkdir()  # there, but no tokenizer in it (a missing path: test_edges)
     bad = cello1("eval", "--predictions", tmp_path / "p.jsonl", "--tokenizer", tmp_path / "nope", check=False)
     assert bad.returncode == 2 and "could not load tokenizer" in bad.stderr
