@@ -11,7 +11,7 @@ EXTRAS ?= dev,train,api,serve,cluster,census
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install test test-nbs test-py test-verl verl-venv reproduce reproduce-micro bench export clean-nbs
+.PHONY: install lock test test-nbs test-py test-verl verl-venv reproduce reproduce-micro bench export clean-nbs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,24 @@ $(BIN)/python:
 # pip's "Location ... is ignored" lines (an extra local index without every package) are filtered out.
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-$(VENV)/.installed: $(BIN)/python setup.py settings.ini
+# The exact versions of requirements-lock.txt first (what the tests last passed with), then cello1 itself, then
+# `pip check` so that a lock out of step with the bounds in settings.ini fails here, not later.
+LOCK ?= requirements-lock.txt
+$(VENV)/.installed: $(BIN)/python setup.py settings.ini $(LOCK)
 	set -o pipefail; $(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(PIP_QUIET)
-	set -o pipefail; $(BIN)/python -m pip install -q -e ".[$(EXTRAS)]" $(PIP_QUIET)
+	set -o pipefail; $(BIN)/python -m pip install -q -r $(LOCK) $(PIP_QUIET)
+	set -o pipefail; $(BIN)/python -m pip install -q --no-deps -e ".[$(EXTRAS)]" $(PIP_QUIET)
+	$(BIN)/python -m pip check
 	touch $@
+
+# Rewrite the lock from a fresh install of the bounds in settings.ini (needs the package index).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	set -o pipefail; .lock-venv/bin/python -m pip install -q "$(TORCH_SPEC)" $(PIP_QUIET)
+	set -o pipefail; .lock-venv/bin/python -m pip install -q ".[$(EXTRAS)]" $(PIP_QUIET)
+	{ head -2 $(LOCK); .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^cello1' \
+	  | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv
 
 install: $(VENV)/.installed
 

@@ -30,6 +30,10 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["cello1", "cello1.*"]),
     include_package_data=True,
     package_data={"cello1": ["*.json"]},
+    # the paper notebooks and numbers, so that `cello1 reproduce` runs from an installed wheel
+    # (cello1.reproduce.paper_home finds them under <prefix>/share/cello1/paper)
+    data_files=[("share/cello1/paper", [f"paper/{p.name}" for p in sorted((Path(__file__).parent / "paper").glob("*.ipynb"))]
+                 + ["paper/reported.csv"])],
     python_requires=f">={cfg['min_python']}",
     install_requires=reqs("requirements"),
     extras_require=extras,

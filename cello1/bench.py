@@ -83,7 +83,7 @@ def _timed(f):
 
 def _met(ok: bool) -> str: return "met" if ok else "missed"
 
-def bench_topgenes(cells: int = 200_000,  # cells of the synthetic matrix
+def bench_topgenes(cells: int = 50_000,   # cells of the synthetic matrix (~2 GB peak at the defaults)
                    genes: int = 30_000,   # genes of the synthetic matrix
                    nnz: int = 2_000,      # mean non-zeros per cell
                    loop_cells: int = 2_000, # cells timed with the slow loop (extrapolated)

@@ -6,19 +6,21 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .core import InputError, get_preset, read_jsonl, split_file, write_atomic, write_jsonl
 from .puzzles import BuildConfig, build_embedded
-import sys
-import time
-from contextlib import contextmanager
 
 # %% auto #0
-__all__ = ['REPRODUCE_PRESETS', 'MICRO_MODELS', 'MICRO_STARTS', 'METRICS', 'MODEL_NAMES', 'PROFILES', 'ReproduceConfig',
-           'reproduce_config', 'run_solvers', 'run_tiny', 'stage', 'run_micro', 'reported', 'prediction_files',
-           'reproduced', 'side_by_side', 'save_figure', 'save_table', 'paper_notebooks', 'select_notebooks',
+__all__ = ['REPRODUCE_PRESETS', 'SPLIT_USES', 'MICRO_MODELS', 'MICRO_STARTS', 'METRICS', 'MODEL_NAMES', 'PROFILES',
+           'ReproduceConfig', 'reproduce_config', 'stage', 'quiet', 'check_data', 'run_solvers', 'run_tiny',
+           'run_micro', 'paper_home', 'in_project', 'split_label', 'reported', 'prediction_files', 'reproduced',
+           'side_by_side', 'save_figure', 'save_table', 'paper_notebooks', 'select_notebooks', 'stderr_to',
            'run_notebook', 'run_notebooks', 'saved_micro', 'reproduce']
 
 # %% ../nbs/13_reproduce.ipynb #75eb9602
@@ -55,6 +57,61 @@ REPRODUCE_PRESETS = {
 def reproduce_config(name: str, **overrides) -> ReproduceConfig:
     "A preset by name, with overrides (None values ignored)."
     return get_preset(REPRODUCE_PRESETS, name, "reproduce preset", **overrides)
+
+# %% ../nbs/13_reproduce.ipynb #14910ae6
+@contextmanager
+def stage(name: str, times: dict, done: bool = False):
+    "Print a line per stage with its wall time, recorded in `times`; a stage `done` before is only named."
+    if done:
+        print(f"[reproduce] {name}: done before, kept", file=sys.stderr, flush=True)
+        yield
+        return
+    t = time.time()
+    print(f"[reproduce] {name} ...", file=sys.stderr, flush=True)
+    yield
+    times[name] = round(time.time() - t, 1)
+    print(f"[reproduce] {name}: {times[name]:.1f} s", file=sys.stderr, flush=True)
+
+# %% ../nbs/13_reproduce.ipynb #5b950aa2
+@contextmanager
+def quiet():
+    "Silence FutureWarnings, DeprecationWarnings and the progress bars of transformers, datasets and the hub."
+    import importlib.util, logging, warnings
+    names = ("transformers", "datasets", "huggingface_hub", "trl", "peft")
+    levels = {n: logging.getLogger(n).level for n in names}
+    env = {k: os.environ.get(k) for k in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    hf = None
+    if importlib.util.find_spec("transformers"):  # it sets its own level when imported: set it through it
+        from transformers.utils import logging as hf
+        hf_level, hf_bars = hf.get_verbosity(), hf.is_progress_bar_enabled()
+    with warnings.catch_warnings():
+        for w in (FutureWarning, DeprecationWarning): warnings.simplefilter("ignore", w)
+        for n in names: logging.getLogger(n).setLevel(logging.ERROR)
+        if hf: hf.set_verbosity_error(); hf.disable_progress_bar()
+        os.environ.update({k: "1" for k in env})
+        try: yield
+        finally:
+            if hf:
+                hf.set_verbosity(hf_level)
+                if hf_bars: hf.enable_progress_bar()
+            for n, l in levels.items(): logging.getLogger(n).setLevel(l)
+            for k, v in env.items():
+                if v is None: os.environ.pop(k, None)
+                else: os.environ[k] = v
+
+# %% ../nbs/13_reproduce.ipynb #4234251a
+SPLIT_USES = {"test": "reproduced rows in Tables 2, 11, 12 and Figs. 4-5", "unseen": "reproduced rows in Table 3",
+              "train": "reference solver or model training", "reasoning": "o1 traces in Fig. 6C"}
+
+def check_data(data) -> list[str]:
+    "The paper splits `data` holds; an error naming the files expected if it has neither test nor unseen."
+    have = [s for s in SPLIT_USES if split_file(data, s, required=False)]
+    if not {"test", "unseen"} & set(have):
+        raise InputError(data, "no test or unseen split; expected " +
+                         "; ".join(f"{s}.jsonl ({u})" for s, u in SPLIT_USES.items()))
+    for s in SPLIT_USES:
+        if s not in have: print(f"[reproduce] {data}: no {s} split, so no {SPLIT_USES[s]}", file=sys.stderr)
+    return have
 
 # %% ../nbs/13_reproduce.ipynb #49ec0164
 def _solver_jobs(data, results: Path, cfg: ReproduceConfig) -> list[tuple]:
@@ -127,27 +184,14 @@ def _tiny_grpo(data, root: Path, base: Path, sft: Path, cfg: ReproduceConfig):
                              max_response_length=min(cfg.max_tokens, 64))
         train_grpo_trl(preset, split_file(data, "train", required=False), out, val=val)
 
-def run_tiny(data, results, cfg: ReproduceConfig):
-    "The tiny model's SFT, predictions and GRPO runs, skipping what exists."
-    root = Path(results)
-    base, merged = _tiny_sft(data, root, cfg)
-    _tiny_predictions(data, root, merged, cfg)
-    _tiny_grpo(data, root, base, merged, cfg)
+def run_tiny(data, results, cfg: ReproduceConfig, times: dict | None = None):
+    "The tiny model's SFT, predictions and GRPO runs, skipping what exists; a line per stage."
+    root, times = Path(results), {} if times is None else times
+    with stage("tiny SFT", times): base, merged = _tiny_sft(data, root, cfg)
+    with stage("tiny predictions", times): _tiny_predictions(data, root, merged, cfg)
+    with stage(f"tiny GRPO {'/'.join(cfg.grpo_configs)}", times): _tiny_grpo(data, root, base, merged, cfg)
 
 # %% ../nbs/13_reproduce.ipynb #0b208070
-@contextmanager
-def stage(name: str, times: dict, done: bool = False):
-    "Print a line per stage with its wall time, recorded in `times`; a stage `done` before is only named."
-    if done:
-        print(f"[reproduce] {name}: done before, kept", file=sys.stderr, flush=True)
-        yield
-        return
-    t = time.time()
-    print(f"[reproduce] {name} ...", file=sys.stderr, flush=True)
-    yield
-    times[name] = round(time.time() - t, 1)
-    print(f"[reproduce] {name}: {times[name]:.1f} s", file=sys.stderr, flush=True)
-
 MICRO_MODELS = {"micro-base": "untrained base", "micro-sft": "SFT", "micro-grpo-A": "GRPO A",
                 "micro-grpo-B": "GRPO B", "micro-grpo-D": "GRPO D (= A on one cell)"}
 MICRO_STARTS = {"A": "sft", "B": "base", "D": "sft"}
@@ -224,6 +268,36 @@ def run_micro(data,                     # a CellPuzzles directory with train and
                                  indent=1) + "\n")
     return out
 
+# %% ../nbs/13_reproduce.ipynb #0e25aac7
+def paper_home() -> Path:
+    "The directory of the paper notebooks and reported.csv: the checkout's `paper/`, else the installed copy."
+    import site, sysconfig
+    import cello1
+    pkg = Path(cello1.__file__).resolve().parent
+    installed = pkg.parents[2] if len(pkg.parents) > 2 else pkg  # <prefix>/lib/pythonX.Y/site-packages/cello1
+    prefixes = [installed.parent, sysconfig.get_path("data"), site.getuserbase(), sys.prefix]
+    homes = [pkg.parent / "paper"] + [Path(p) / "share" / "cello1" / "paper" for p in prefixes]
+    for h in homes:
+        if (h / "reported.csv").is_file(): return h
+    raise InputError("paper/", "no paper notebooks beside cello1 nor in <prefix>/share/cello1/paper; "
+                               "reinstall cello1 or pass the paper directory")
+
+# %% ../nbs/13_reproduce.ipynb #0e661cb4
+def in_project(path) -> Path:
+    "A parameter path, read from the project root when run inside `paper/` (where relative paths miss)."
+    p = Path(path)
+    if p.is_absolute() or p.exists(): return p
+    try: home = paper_home()
+    except InputError: return p
+    return home.parent / p if Path.cwd().resolve() == home else p
+
+# %% ../nbs/13_reproduce.ipynb #31f7d7f4
+def split_label(data, split: str = "test") -> str:
+    "The split a row was measured on, with its size and directory name."
+    from cello1.records import load_cellpuzzles
+    found = Path(data).is_dir() and split_file(data, split, required=False)
+    return f"{len(load_cellpuzzles(data, split)) if found else 0}-puzzle {split} split of {Path(data).name}"
+
 # %% ../nbs/13_reproduce.ipynb #0d4f158f
 METRICS = ["response_length", "cell_acc", "batch_acc", "format_validity", "uniqueness"]
 MODEL_NAMES = {"random": "random assignment", "marker": "marker solver (cellconsensus)",
@@ -233,10 +307,10 @@ MODEL_NAMES = {"random": "random assignment", "marker": "marker solver (cellcons
 MODEL_NAMES |= {s: f"micro Qwen2, {n}" for s, n in MICRO_MODELS.items()}
 MODEL_NAMES |= {f"{s}-hungarian": f"micro Qwen2, {n}, Hungarian-repaired" for s, n in MICRO_MODELS.items()}
 
-def reported(artefact: str, paper_dir="paper") -> "pd.DataFrame":
-    "The paper's numbers for one artefact, one row per (setting, model, condition)."
+def reported(artefact: str, paper_dir=None) -> "pd.DataFrame":
+    "The paper's numbers for one artefact, one row per (setting, model, condition) (`paper_dir`: `paper_home()`)."
     import pandas as pd
-    path = Path(paper_dir) / "reported.csv"
+    path = Path(paper_dir or paper_home()) / "reported.csv"
     if not path.is_file(): raise InputError(path, "missing: the paper's reported numbers")
     df = pd.read_csv(path, keep_default_na=False)
     df = df[df.artefact == artefact]
@@ -301,14 +375,15 @@ def save_table(df: "pd.DataFrame", name: str, results_dir="results") -> Path:
 # %% ../nbs/13_reproduce.ipynb #23f255cf
 PROFILES = ("embedded", "paper")
 
-def paper_notebooks(paper_dir="paper") -> list[Path]:
-    "The paper notebooks, in name order."
-    nbs = sorted(Path(paper_dir).glob("*.ipynb"))
+def paper_notebooks(paper_dir=None) -> list[Path]:
+    "The paper notebooks, in name order (`paper_dir`: `paper_home()`)."
+    paper_dir = Path(paper_dir or paper_home())
+    nbs = sorted(paper_dir.glob("*.ipynb"))
     if not nbs: raise InputError(paper_dir, "no paper notebooks (*.ipynb) found")
     return nbs
 
 # %% ../nbs/13_reproduce.ipynb #417d55b4
-def select_notebooks(paper_dir="paper", only: list | None = None) -> list[Path]:
+def select_notebooks(paper_dir=None, only: list | None = None) -> list[Path]:
     "The paper notebooks named in `only` (all when None); an unknown name is an error."
     nbs = paper_notebooks(paper_dir)
     unknown = sorted(set(only or []) - {nb.stem for nb in nbs})
@@ -318,12 +393,30 @@ def select_notebooks(paper_dir="paper", only: list | None = None) -> list[Path]:
     return [nb for nb in nbs if not only or nb.stem in only]
 
 # %% ../nbs/13_reproduce.ipynb #736a0e6b
+@contextmanager
+def stderr_to(path: Path):
+    "Send this process's stderr, and that of the processes it starts (a kernel), to `path`."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "w") as f: os.dup2(f.fileno(), 2)
+    try: yield path
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2); os.close(saved)
+
 def run_notebook(nb: Path, out: Path, params: dict) -> Path:
-    "Execute one notebook with papermill, writing the executed copy to `out`."
+    "Execute one notebook with papermill into `out`; the kernel's stderr goes to `<out dir>/logs/<name>.log`."
     import papermill as pm
     out.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", language="python",
-                        progress_bar=False, cwd=str(Path.cwd()))
+    log = out.parent / "logs" / f"{nb.stem}.log"
+    try:
+        with stderr_to(log):
+            pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", language="python",
+                                progress_bar=False, cwd=str(Path.cwd()))
+    except getattr(pm, "PapermillExecutionError", ()) as e:
+        raise InputError(nb.name, f"failed: {e.ename}: {e.evalue} (the executed copy {out} shows the cell, "
+                                  f"{log} the kernel's log)") from None
     return out
 
 # %% ../nbs/13_reproduce.ipynb #07782c03
@@ -333,11 +426,17 @@ def run_notebooks(nbs: list,     # the notebooks to execute
                   jobs: int = 2  # notebooks executed at a time, each in its own kernel
                  ) -> list[Path]:
     "Execute notebooks with papermill, `jobs` at a time (each in its own kernel); the copies, in order."
-    from concurrent.futures import ProcessPoolExecutor
-    outs = [results / nb.name for nb in nbs]
-    if jobs <= 1 or len(nbs) <= 1: return [run_notebook(nb, out, params) for nb, out in zip(nbs, outs)]
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    outs, t0 = [results / nb.name for nb in nbs], time.time()
+    done = lambda i, nb: print(f"[reproduce] notebooks {i}/{len(nbs)}: {nb.stem} ({time.time() - t0:.1f} s)",
+                               file=sys.stderr, flush=True)
+    if jobs <= 1 or len(nbs) <= 1:
+        for i, (nb, out) in enumerate(zip(nbs, outs), 1): run_notebook(nb, out, params); done(i, nb)
+        return outs
     with ProcessPoolExecutor(min(jobs, len(nbs))) as ex:
-        return list(ex.map(run_notebook, nbs, outs, [params] * len(nbs)))
+        futures = {ex.submit(run_notebook, nb, out, params): nb for nb, out in zip(nbs, outs)}
+        for i, f in enumerate(as_completed(futures), 1): f.result(); done(i, futures[f])
+    return outs
 
 # %% ../nbs/13_reproduce.ipynb #e5e16be2
 def _row_counts(results: Path, stem: str) -> tuple[str, str]:
@@ -374,7 +473,7 @@ def reproduce(profile: str = "embedded", # 'embedded' (bundled data) or 'paper' 
               data=None,                 # a CellPuzzles directory (None: build the embedded data)
               results="results",         # the results directory
               figures="figures",         # the figures directory
-              paper_dir="paper",         # where the paper notebooks and reported.csv are
+              paper_dir=None,            # the paper notebooks and reported.csv (None: `paper_home()`)
               only: list | None = None,  # run only these notebooks (stems)
               preset: str | None = None, # ReproduceConfig preset (None: the profile's, or micro if saved)
               cpu: bool = True,          # run the CPU stage (solvers, tiny or micro model) first
@@ -397,11 +496,12 @@ def reproduce(profile: str = "embedded", # 'embedded' (bundled data) or 'paper' 
         opts = {k: v for k, v in dict(per_n=cfg.per_n, test_size=cfg.test_size).items() if v}
         with stage("build", times): build_embedded(BuildConfig.embedded(**opts), data, progress=False)
     if not Path(data).is_dir(): raise InputError(data, "not a directory of CellPuzzles splits")
+    check_data(data)
     if cpu:
-        with stage("solvers", times): run_solvers(data, results, cfg)
-        if cfg.tiny and split_file(data, "train", required=False):
-            with stage("tiny model", times): run_tiny(data, results, cfg)
-        if cfg.micro and split_file(data, "train", required=False): run_micro(data, results, cfg, times)
+        with quiet():
+            with stage("solvers", times): run_solvers(data, results, cfg)
+            if cfg.tiny and split_file(data, "train", required=False): run_tiny(data, results, cfg, times)
+            if cfg.micro and split_file(data, "train", required=False): run_micro(data, results, cfg, times)
     params = dict(profile=profile, data_dir=str(data), results_dir=str(results), figures_dir=str(figures),
                   n_boot=cfg.n_boot)
     with stage(f"notebooks ({len(nbs)})", times):

@@ -1,5 +1,6 @@
 """Shared fixtures: the installed `cello1` command, an embedded build, the shared CellPuzzles sample."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "cellpuzzles-sample"
+# the real CellPuzzles sample: CELLO1_SAMPLE_DIR names a copy of it, else ../shared/cellpuzzles-sample beside the clone
+SHARED = Path(os.environ.get("CELLO1_SAMPLE_DIR") or ROOT.parent / "shared" / "cellpuzzles-sample")
 
 
 def cello1(*args, check=True, cwd=None):
@@ -41,9 +43,9 @@ def pbmc():
 
 @pytest.fixture
 def shared_sample():
-    "The directory of real CellPuzzles records; skips when ../shared is absent (a user's clone)."
+    "The directory of real CellPuzzles records; skips when it is absent (a user's clone without CELLO1_SAMPLE_DIR)."
     if not SHARED.is_dir():
-        pytest.skip("../shared/cellpuzzles-sample is not present")
+        pytest.skip(f"{SHARED} is not present (set CELLO1_SAMPLE_DIR to a copy of the CellPuzzles sample)")
     return SHARED
 
 

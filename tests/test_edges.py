@@ -196,3 +196,14 @@ def test_a_server_that_is_not_there_fails_at_once_naming_the_url(embedded_build,
                "--out", tmp_path / "p.jsonl", check=False)
     assert r.returncode == 2 and f"--base-url {url}: no server answers there" in r.stderr, r.stderr
     assert "retry" not in r.stderr and not (tmp_path / "p.jsonl").exists()
+
+
+def test_the_real_sample_can_live_anywhere(tmp_path):
+    "CELLO1_SAMPLE_DIR points the real-sample tests at a copy, for a clone that is not beside ../shared."
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    r = subprocess.run([sys.executable, "-c", "import conftest; print(conftest.SHARED)"], cwd=ROOT / "tests",
+                       env={**os.environ, "CELLO1_SAMPLE_DIR": str(tmp_path)}, capture_output=True, text=True)
+    assert r.stdout.strip() == str(tmp_path), r.stderr

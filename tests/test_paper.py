@@ -44,7 +44,18 @@ def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     proc = cello1("reproduce", "--profile", "embedded", "--preset", "smoke", "--results", root / "results", "--figures", root / "figures",
                   cwd=ROOT)
-    return dict(root=root, results=root / "results", figures=root / "figures", stdout=proc.stdout)
+    return dict(root=root, results=root / "results", figures=root / "figures", stdout=proc.stdout, stderr=proc.stderr)
+
+
+def test_a_line_per_stage_and_no_library_noise(smoke):
+    "The run's log says what ran and how long it took, not what the training stack or the kernels print."
+    err = smoke["stderr"]
+    for line in ("[reproduce] build: ", "[reproduce] solvers: ", "[reproduce] tiny SFT: ", "[reproduce] tiny GRPO ",
+                 "[reproduce] notebooks 1/8: ", "[reproduce] notebooks 8/8: "):
+        assert line in err, (line, err)
+    for noise in ("FutureWarning", "IPKernelApp", "KeyboardInterrupt caught", "Warning:", "it/s]"):
+        assert noise not in err, (noise, err)
+    assert (smoke["results"] / "logs" / "table2_main_results.log").exists()  # the kernels' stderr went here
 
 
 def test_every_notebook_executes_and_every_figure_is_written(smoke):
@@ -144,3 +155,35 @@ def test_similarity_from_a_local_encoder(tiny):
     m = evaluate_open(["<think>x</think>\n<answer>B cell | T cell</answer>"], ["B cell | natural killer cell"], encoder=str(tiny["model"]), pooling="mean")
     assert m["similarity_name"] == similarity_name(str(tiny["model"]), "mean") and "mean-pooled" in m["similarity_name"]
     assert 0.5 <= m["cell_acc"] <= 1.0
+
+
+def test_a_paper_notebook_runs_with_papermill_from_any_directory(smoke, tmp_path):
+    "papermill in a directory that is not the repository: reported.csv is found, parameters name the data."
+    import json
+    import shutil
+    import subprocess
+    import sys
+    res = tmp_path / "results"
+    shutil.copytree(smoke["results"] / "predictions", res / "predictions")
+    exe = Path(sys.executable).parent / "papermill"
+    r = subprocess.run([str(exe), str(ROOT / "paper" / "table2_main_results.ipynb"), "out.ipynb", "-p", "results_dir",
+                        str(res), "-p", "data_dir", str(smoke["results"] / "embedded"), "-p", "n_boot", "0"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    t2 = pd.read_csv(res / "table2_main_results.csv")
+    n = len(read_jsonl(smoke["results"] / "embedded" / "test.jsonl"))
+    assert set(t2.setting[t2.source.str.startswith("reproduced")]) == {f"{n}-puzzle test split of embedded"}
+    assert "papermill" in json.loads((tmp_path / "out.ipynb").read_text())["metadata"]
+
+
+def test_nbdev_clean_keeps_the_papermill_parameters_tag(tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+    nb = tmp_path / "copy.ipynb"
+    shutil.copy(ROOT / "paper" / "table2_main_results.ipynb", nb)
+    exe = Path(sys.executable).parent / "nbdev_clean"
+    subprocess.run([str(exe), "--fname", str(nb)], cwd=ROOT, check=True, capture_output=True)
+    tags = [c.get("metadata", {}).get("tags") for c in json.loads(nb.read_text())["cells"]]
+    assert ["parameters"] in tags
