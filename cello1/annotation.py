@@ -13,7 +13,7 @@ import numpy as np
 
 import pandas as pd
 
-from .core import InputError
+from .core import InputError, atomic_file, check_output
 from .data import expression_source, gene_symbols, missing_mask, read_h5ad
 from .genes import centroid_genes, de_genes, looks_like_counts, matrix_blocks
 from .inference import Job, SamplingConfig, make_backend
@@ -336,11 +336,11 @@ def annotate_file(path,         # the h5ad file to annotate
                   **kw          # the other arguments of `annotate`
                  ) -> dict:
     "Annotate an h5ad file's clusters and write the result to `out`; returns a summary."
+    check_output(out, path)
     adata = read_h5ad(path, backed=False)
     kw.setdefault("key_added", "cello1_label")
     t = annotate(adata, groupby, candidates, **kw)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    adata.write_h5ad(out)
+    with atomic_file(out) as tmp: adata.write_h5ad(tmp)
     rec = adata.uns[kw["key_added"]]
     return dict(out=str(out), key_added=kw["key_added"], backend=rec["backend"], model=rec["model"],
                 relaxation=rec["params"]["relaxation"], labels=dict(zip(t.index, t.label)),

@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from .core import CelloJob, InputError, warn_input
+from .core import CelloJob, InputError, check_output, warn_input
 from .data import RowReader, gene_symbols
 from .prompts import CONTEXT_FIELDS
 from .puzzles import BuildConfig, dataset_part, write_build
@@ -206,6 +206,7 @@ def build_census(cfg: BuildConfig,                  # the build's settings
                 ) -> dict:
     "Build CellPuzzles from the CELLxGENE Census, one part per dataset; returns the manifest."
     if chunk_cells < 1: raise InputError("--chunk-cells", f"must be >= 1, got {chunk_cells}")
+    check_output(out, directory=True)
     ids = census_datasets(uri, census_version, organism, obs_filter, datasets)
     kw = dict(cfg=cfg, uri=None if uri is None else str(uri), census_version=census_version,
               organism=organism, obs_filter=obs_filter, chunk_cells=chunk_cells)

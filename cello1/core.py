@@ -13,13 +13,14 @@ import re
 import tempfile
 import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['MISSING_VALUES', 'FILE_SUFFIXES', 'SPLIT_EXTS', 'EXTRAS', 'InputError', 'Interrupted', 'warn_input', 'is_missing',
-           'stable_rng', 'write_atomic', 'jsonl_line', 'write_jsonl', 'append_jsonl', 'read_jsonl', 'is_hub_id',
-           'local_or_hub', 'split_file', 'refuse_overwrite', 'require', 'get_preset', 'resolve', 'CelloJob']
+           'stable_rng', 'atomic_file', 'write_atomic', 'jsonl_line', 'write_jsonl', 'append_jsonl', 'read_jsonl',
+           'is_hub_id', 'local_or_hub', 'split_file', 'check_output', 'require', 'get_preset', 'resolve', 'CelloJob']
 
 # %% ../nbs/00_core.ipynb #f1e1d909
 class InputError(ValueError):
@@ -54,21 +55,28 @@ def stable_rng(seed: int, *parts) -> "np.random.Generator":
     import numpy as np
     return np.random.default_rng([seed] + [zlib.crc32(str(p).encode()) for p in parts])
 
-# %% ../nbs/00_core.ipynb #182e5b60
-def write_atomic(path, data: str | bytes) -> str:
-    "Write `data` (text as UTF-8) to `path` through a temporary file and a rename; return its sha256."
+# %% ../nbs/00_core.ipynb #02b898fa
+@contextmanager
+def atomic_file(path):
+    "A temporary path beside `path`, renamed onto it when the block succeeds, removed when it fails."
     path = Path(path)
-    data = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush(); os.fsync(f.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+# %% ../nbs/00_core.ipynb #182e5b60
+def write_atomic(path, data: str | bytes) -> str:
+    "Write `data` (text as UTF-8) to `path` through a temporary file and a rename; return its sha256."
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush(); os.fsync(f.fileno())
     return hashlib.sha256(data).hexdigest()
 
 # %% ../nbs/00_core.ipynb #0b5ec980
@@ -148,12 +156,24 @@ def split_file(source, split: str, required: bool = True) -> Path | None:
     if is_hub_id(source): return None
     raise InputError(source, "no such file or directory")
 
+# %% ../nbs/00_core.ipynb #6ecab51b
+def _writable_place(p: Path) -> str | None:
+    "Why nothing can be created at `p` (its nearest existing ancestor), or None."
+    up = next(a for a in [p, *p.parents] if a.exists())
+    if not up.is_dir(): return f"{up} is a file, not a directory"
+    try:  # a real probe: permissions, read-only mounts and pseudo-filesystems alike, also for root
+        fd, probe = tempfile.mkstemp(dir=up, prefix=".cello1-probe-")
+        os.close(fd); os.unlink(probe)
+    except OSError as e: return f"nothing can be created in {up} ({e.strerror})"
+    return None
+
 # %% ../nbs/00_core.ipynb #4f4ac4e3
-def refuse_overwrite(out,           # the output path (None: nothing is written)
-                     *inputs,       # input files or directories (None entries are skipped)
-                     option="--out" # the option naming `out`, for the message
-                    ):
-    "An InputError if `out` is one of `inputs` (or a split file inside an input directory)."
+def check_output(out,                    # the output path (None: nothing is written)
+                 *inputs,                # input files or directories (None entries are skipped)
+                 option="--out",         # the option naming `out`, for the message
+                 directory: bool = False # `out` is a directory (else a file)
+                ):
+    "An InputError if `out` is one of `inputs` (or a split file in an input directory), or cannot be written."
     if out is None: return
     o = Path(out).resolve()
     for src in inputs:
@@ -161,6 +181,10 @@ def refuse_overwrite(out,           # the output path (None: nothing is written)
         p = Path(src).resolve()
         if o == p or (p.is_dir() and o.parent == p and o.stem in ("train", "test", "unseen", "reasoning")):
             raise InputError(out, f"{option} is also an input ({src}); write to another file")
+    if o.is_dir() and not directory: raise InputError(out, f"{option} is a directory; name a file")
+    if o.is_file() and directory: raise InputError(out, f"{option} is a file; name a directory")
+    why = _writable_place(o if directory and o.exists() else o.parent)
+    if why: raise InputError(out, f"{option} cannot be written: {why}")
 
 # %% ../nbs/00_core.ipynb #154d72c6
 EXTRAS = {"openai": "api", "transformers": "train", "peft": "train", "trl": "train", "datasets": "train",

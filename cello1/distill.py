@@ -9,7 +9,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from .core import InputError, read_jsonl, write_atomic, write_jsonl
+from .core import InputError, check_output, read_jsonl, write_atomic, write_jsonl
 
 from .inference import SamplingConfig, predict
 from .metrics import batch_reward, is_valid
@@ -71,6 +71,7 @@ def distill(puzzles,                           # CellPuzzles file, directory or 
            ) -> dict:
     "Rejection-sampling distillation: raw responses, accepted SFT examples and stats in `out_dir`."
     cfg = cfg or SamplingConfig(samples=8)
+    check_output(out_dir, puzzles, directory=True)
     out_dir = Path(out_dir)
     run = predict(puzzles, backend, out_dir / "raw.jsonl", "batch", cfg, progress=progress)
     records = puzzles_by_id(load_cellpuzzles(puzzles, "test"), puzzles)

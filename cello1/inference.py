@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .core import (InputError, Interrupted, append_jsonl, local_or_hub, read_jsonl, refuse_overwrite,
+from .core import (InputError, Interrupted, append_jsonl, local_or_hub, read_jsonl, check_output,
                          require)
 
 from .metrics import ANSWER_ONLY_PREFIX, join_cell_answers
@@ -447,7 +447,7 @@ def predict(puzzles,                         # CellPuzzles: a directory, a JSONL
            ) -> dict:
     "Answer every puzzle `cfg.samples` times into an append-only JSONL, skipping stored responses."
     cfg = cfg or SamplingConfig()
-    refuse_overwrite(out, puzzles)
+    check_output(out, puzzles)
     records = puzzles_by_id(load_cellpuzzles(puzzles, "test"), puzzles)
     store = PredictionStore(out, mode, run_meta(backend, mode, cfg, repair))
     totals, errors = dict(new=0, tokens=0, cost_usd=0.0), []

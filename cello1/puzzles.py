@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import ClassVar
@@ -15,7 +16,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .core import InputError, is_missing, stable_rng, warn_input, write_atomic, write_jsonl
+from .core import (InputError, atomic_file, check_output, is_missing, stable_rng, warn_input, write_atomic,
+                         write_jsonl)
 from .data import RowReader, anndata_reader, check_obs, load_embedded, read_h5ad
 from .genes import centroid_genes, de_genes, top_genes
 from .metrics import ANSWER_SEP
@@ -386,13 +388,14 @@ def _counts(records: list) -> dict:
     return dict(total=len(records), by_n={str(k): by_n[k] for k in sorted(by_n)})
 
 def write_splits(records: dict, out: Path) -> dict:
-    "Assign ids, write DIR/<split>.jsonl; return {file: {sha256, records}}."
+    "Assign ids, write DIR/<split>.jsonl all or none (renamed together); return {file: {sha256, records}}."
     files = {}
-    for split in ("train", "test", "unseen"):
-        if split not in records: continue
-        for i, r in enumerate(records[split]): r.update(id=f"{split}_{i:06d}", split=split)
-        sha = write_jsonl(out / f"{split}.jsonl", records[split])
-        files[f"{split}.jsonl"] = dict(sha256=sha, records=len(records[split]))
+    with ExitStack() as renames:  # every split is written to a temporary file first
+        for split in ("train", "test", "unseen"):
+            if split not in records: continue
+            for i, r in enumerate(records[split]): r.update(id=f"{split}_{i:06d}", split=split)
+            sha = write_jsonl(renames.enter_context(atomic_file(out / f"{split}.jsonl")), records[split])
+            files[f"{split}.jsonl"] = dict(sha256=sha, records=len(records[split]))
     return files
 
 # %% ../nbs/04_puzzles.ipynb #c4b6da69
@@ -477,6 +480,7 @@ def build(datasets: list,         # `[(name, adata, source), ...]`
           progress: bool = True   # show progress bars
          ) -> dict:
     "Build CellPuzzles from named AnnData objects; write the splits and manifest.json."
+    check_output(out, directory=True)
     parts = [dataset_part(name, adata.obs, lambda notes, a=adata, s=source: anndata_reader(a, s, notes), cfg,
                           source, progress)
              for name, adata, source in tqdm(datasets, desc="datasets",
@@ -500,6 +504,7 @@ def build_from_files(paths: list,           # h5ad files, one dataset each
                     ) -> dict:
     "Build from h5ad files (each file one dataset, named by its file stem), read backed."
     paths = [Path(p) for p in paths]
+    check_output(out, *paths, directory=True)
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
         raise InputError(", ".join(map(str, paths)),

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from .core import InputError, read_jsonl, refuse_overwrite, split_file, write_atomic
+from .core import InputError, read_jsonl, check_output, split_file, write_atomic
 from .metrics import evaluate, gold_items
 from .prompts import SYSTEM_MSG, check_candidates, parse_user_msg
 
@@ -156,7 +156,7 @@ def evaluate_file(predictions,                  # the prediction file (JSON Line
                  ) -> dict:
     "Evaluate a prediction file; write the metrics JSON to `out` if given."
     if n_boot < 0: raise InputError("--bootstrap", f"must be >= 0 (0: no intervals), got {n_boot}")
-    refuse_overwrite(out, predictions, puzzles)
+    check_output(out, predictions, puzzles)
     recs = read_predictions(predictions, puzzles)
     m = evaluate([r["prediction"] for r in recs], [r["answer"] for r in recs], [r.get("id") for r in recs],
                  tokenizer, n_boot)

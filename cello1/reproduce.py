@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import InputError, get_preset, read_jsonl, split_file, write_atomic, write_jsonl
+from .core import InputError, atomic_file, get_preset, read_jsonl, split_file, write_atomic, write_jsonl
 from .puzzles import BuildConfig, build_embedded
 
 # %% auto #0
@@ -360,16 +360,15 @@ def save_figure(fig,                  # a matplotlib figure (anything with `save
                ) -> list[Path]:
     "Write `fig` as PNG and PDF and `data` as CSV, all named `name`."
     d = Path(figures_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"): fig.savefig(d / f"{name}.{ext}", dpi=150, bbox_inches="tight")
-    data.to_csv(d / f"{name}.csv", index=False)
+    for ext in ("png", "pdf"):
+        with atomic_file(d / f"{name}.{ext}") as tmp: fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+    write_atomic(d / f"{name}.csv", data.to_csv(index=False))
     return [d / f"{name}.{e}" for e in ("png", "pdf", "csv")]
 
 # %% ../nbs/13_reproduce.ipynb #0eae0aa6
 def save_table(df: "pd.DataFrame", name: str, results_dir="results") -> Path:
-    "Write a table to `results/<name>.csv`."
-    Path(results_dir).mkdir(parents=True, exist_ok=True)
-    df.to_csv(Path(results_dir) / f"{name}.csv", index=False)
+    "Write a table to `results/<name>.csv` (through a temporary file)."
+    write_atomic(Path(results_dir) / f"{name}.csv", df.to_csv(index=False))
     return Path(results_dir) / f"{name}.csv"
 
 # %% ../nbs/13_reproduce.ipynb #23f255cf

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from .core import CelloJob, InputError, append_jsonl, require
+from .core import CelloJob, InputError, append_jsonl, require, write_atomic
 
 
 # %% auto #0
@@ -109,7 +109,7 @@ def dispatch(job: CelloJob,                    # the job to run
 # %% ../nbs/07_slurm.ipynb #63cb7eb1
 def sbatch(script: str, path) -> str:
     "Write and submit a batch script; returns sbatch's answer."
-    Path(path).write_text(script)
+    write_atomic(path, script)
     if shutil.which("sbatch") is None:
         raise InputError("sbatch", "no Slurm on this machine; use --dry-run to see the script, "
                                    "or --engine trl")

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from .core import InputError, refuse_overwrite, stable_rng, write_jsonl
+from .core import InputError, check_output, stable_rng, write_jsonl
 from .genes import clean_symbol
 from .metrics import write_response
 from .prompts import UNASSIGNED, parse_puzzle
@@ -296,7 +296,7 @@ def solve_file(puzzles,                              # CellPuzzles file, directo
                progress: bool = True                 # show a progress bar
               ) -> dict:
     "Solve every puzzle of a file; write predictions JSONL; return a summary with label coverage."
-    refuse_overwrite(out, puzzles, train)
+    check_output(out, puzzles, train)
     records = list(puzzles_by_id(load_cellpuzzles(puzzles, "test"), puzzles).values())
     name = f"{solver}{'-independent' if independent else ''}"
     if cross_validate_by:

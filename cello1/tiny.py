@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .core import InputError, get_preset
+from .core import InputError, get_preset, write_atomic
 from .prompts import cell_messages, parse_puzzle
 
 # %% auto #0
@@ -113,5 +113,5 @@ def build_tiny_model(path,                          # output directory
     model.save_pretrained(path)
     info = dict(asdict(spec), seed=seed, parameters=sum(p.numel() for p in model.parameters()),
                 vocab=len(tok))
-    (path / "tiny.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_atomic(path / "tiny.json", json.dumps(info, indent=1) + "\n")
     return path

@@ -207,3 +207,23 @@ def test_the_real_sample_can_live_anywhere(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import conftest; print(conftest.SHARED)"], cwd=ROOT / "tests",
                        env={**os.environ, "CELLO1_SAMPLE_DIR": str(tmp_path)}, capture_output=True, text=True)
     assert r.stdout.strip() == str(tmp_path), r.stderr
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(embedded_build, pbmc, tmp_path):
+    "An --out that is a directory, a file, under a file or unwritable is named in one line before anything runs."
+    test, afile = embedded_build / "test.jsonl", tmp_path / "afile"
+    afile.write_text("x")
+    h5ad = tmp_path / "pbmc.h5ad"
+    pbmc.write_h5ad(h5ad)
+    cases = [(("build", "--embedded", "--out", "/proc/cello1"), "--out cannot be written: nothing can be created in /proc"),
+             (("build", "--embedded", "--out", afile), "--out is a file; name a directory"),
+             (("solve", "--puzzles", test, "--solver", "random", "--out", tmp_path), "--out is a directory; name a file"),
+             (("solve", "--puzzles", test, "--solver", "random", "--out", afile / "p.jsonl"), "afile is a file, not a directory"),
+             (("distill", "--model", "m", "--puzzles", test, "--out", afile), "--out is a file; name a directory"),
+             (("annotate", h5ad, "--groupby", "louvain", "--candidates", "T cell", "--out", h5ad),
+              "--out is also an input")]
+    for args, message in cases:
+        r = cello1(*args, check=False)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert afile.read_text() == "x"
