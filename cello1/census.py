@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from tqdm import tqdm
 
-from .core import CelloJob, InputError, check_output, warn_input
+from .core import CelloJob, InputError, check_output, progress_bar, warn_input
 from .data import RowReader, gene_symbols
 from .prompts import CONTEXT_FIELDS
 from .puzzles import BuildConfig, dataset_part, write_build
@@ -187,11 +186,11 @@ def census_datasets(uri=None,                       # a local or mirrored copy o
 # %% ../nbs/04a_census.ipynb #a49e5509
 def _census_parts(ids: list, kw: dict, executor=None, progress: bool = True) -> list:
     "Run `census_part` for each dataset, here or as a submitit job array; results in `ids` order."
-    bar = dict(desc="datasets", disable=None if progress and len(ids) > 1 else True)
-    if executor is None: return [census_part(d, progress=progress, **kw) for d in tqdm(ids, **bar)]
+    bar = dict(desc="datasets", enabled=progress and len(ids) > 1)
+    if executor is None: return [census_part(d, progress=progress, **kw) for d in progress_bar(ids, **bar)]
     with executor.batch():
         jobs = [executor.submit(CelloJob("cello1.census:census_part", dataset_id=d, **kw)) for d in ids]
-    return [j.result() for j in tqdm(jobs, **bar)]
+    return [j.result() for j in progress_bar(jobs, **bar)]
 
 def build_census(cfg: BuildConfig,                  # the build's settings
                  out,                               # output directory

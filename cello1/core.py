@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import re
+import sys
 import tempfile
 import warnings
 import zlib
@@ -18,9 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MISSING_VALUES', 'FILE_SUFFIXES', 'SPLIT_EXTS', 'EXTRAS', 'InputError', 'Interrupted', 'warn_input', 'is_missing',
-           'stable_rng', 'atomic_file', 'write_atomic', 'jsonl_line', 'write_jsonl', 'append_jsonl', 'read_jsonl',
-           'is_hub_id', 'local_or_hub', 'split_file', 'check_output', 'require', 'get_preset', 'resolve', 'CelloJob']
+__all__ = ['MISSING_VALUES', 'FILE_SUFFIXES', 'SPLIT_EXTS', 'EXTRAS', 'InputError', 'Interrupted', 'warn_input', 'progress_bar',
+           'is_missing', 'stable_rng', 'atomic_file', 'write_atomic', 'jsonl_line', 'write_jsonl', 'append_jsonl',
+           'read_jsonl', 'is_hub_id', 'local_or_hub', 'split_file', 'check_output', 'require', 'get_preset', 'resolve',
+           'CelloJob']
 
 # %% ../nbs/00_core.ipynb #f1e1d909
 class InputError(ValueError):
@@ -40,6 +42,27 @@ def warn_input(source, problem, sink: list | None = None):
     msg = f"{source}: {problem}"
     warnings.warn(msg, stacklevel=2)
     if sink is not None: sink.append(msg)
+
+# %% ../nbs/00_core.ipynb #6be8cae2
+def _line_bar(**kw):
+    "A tqdm bar that writes whole lines, for a log file."
+    from tqdm import tqdm
+    class LineBar(tqdm):
+        def display(self, msg=None, pos=None):
+            self.fp.write((msg or self.__str__()).strip() + "\n"); self.fp.flush()
+            return True
+    return LineBar(**kw)
+
+def progress_bar(iterable=None,         # what to iterate over (or None: call `update`)
+                 enabled: bool = True,  # False: no output at all
+                 log_every: float = 30, # seconds between lines when stderr is not a terminal
+                 **kw                   # tqdm's: total, desc, unit, ...
+                ):
+    "A tqdm progress bar on stderr: live on a terminal, a line per `log_every` s in a log file, none if disabled."
+    from tqdm import tqdm
+    if not enabled: return tqdm(iterable, disable=True, **kw)
+    if sys.stderr.isatty(): return tqdm(iterable, **kw)
+    return _line_bar(iterable=iterable, mininterval=log_every, file=sys.stderr, **kw)
 
 # %% ../nbs/00_core.ipynb #6a43939e
 MISSING_VALUES = frozenset({"", "nan", "none", "unknown", "na", "n/a", "null"})

@@ -13,9 +13,8 @@ import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from tqdm import tqdm
 
-from .core import MISSING_VALUES, InputError, warn_input
+from .core import MISSING_VALUES, InputError, progress_bar, warn_input
 
 # %% auto #0
 __all__ = ['REQUIRED_OBS', 'PBMC68K_CELL_TYPES', 'PBMC68K_DONOR', 'read_h5ad', 'missing_mask', 'check_obs', 'expression_source',
@@ -142,7 +141,7 @@ class RowReader:
     def chunks(self, rows, progress: bool = False, desc: str = "cells"):
         "Yield (row positions, CSR) for each chunk of the sorted unique `rows`."
         rows = np.unique(np.asarray(rows, dtype=np.int64))
-        bar = tqdm(total=len(rows), desc=desc, unit="cell", disable=None if progress else True)
+        bar = progress_bar(total=len(rows), desc=desc, unit="cell", enabled=progress)
         for c0 in range(0, len(rows), self.chunk):
             part = rows[c0:c0 + self.chunk]
             csr = self.read(part)

@@ -9,8 +9,7 @@ import re
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm import tqdm
-
+from .core import progress_bar
 from .data import as_csr
 
 # %% auto #0
@@ -83,7 +82,7 @@ def top_gene_indices(X,                           # cells x genes: sparse, dense
     rows = None if rows is None else np.asarray(rows, dtype=np.int64)
     # 200 MB per million cells at n=50
     out = np.full((X.shape[0] if rows is None else len(rows), n), -1, np.int32)
-    bar = tqdm(total=len(out), disable=None if progress else True, desc="top genes", unit="cell")
+    bar = progress_bar(total=len(out), enabled=progress, desc="top genes", unit="cell")
     for c0, csr in _row_chunks(X, rows, chunk_rows):
         for b0, b1 in _blocks(np.diff(csr.indptr), n, block_values):
             ip = csr.indptr[b0:b1 + 1]

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .core import (InputError, Interrupted, append_jsonl, local_or_hub, read_jsonl, check_output,
-                         require)
+from .core import (InputError, Interrupted, append_jsonl, check_output, local_or_hub, progress_bar,
+                         read_jsonl, require)
 
 from .metrics import ANSWER_ONLY_PREFIX, join_cell_answers
 from .prompts import batch_messages, cell_messages, open_messages, parse_puzzle
@@ -434,7 +434,7 @@ def _result_writer(store: PredictionStore, records: dict, mode: str, bar, totals
             store.add_part({**rec, "cell": job.cell}, n, records[job.id]["answer"])
         else: store.add(rec)
         totals["new"] += 1; totals["tokens"] += c.completion_tokens; totals["cost_usd"] += c.cost_usd or 0.0
-        bar.update(1); bar.set_postfix(cost=f"${totals['cost_usd']:.4f}", tokens=totals["tokens"])
+        bar.update(1); bar.set_postfix(cost=f"${totals['cost_usd']:.4f}", tokens=totals["tokens"], refresh=False)
     return on_result
 
 def predict(puzzles,                         # CellPuzzles: a directory, a JSONL file or a hub name
@@ -453,8 +453,8 @@ def predict(puzzles,                         # CellPuzzles: a directory, a JSONL
     totals, errors = dict(new=0, tokens=0, cost_usd=0.0), []
     try:
         jobs = plan_jobs(list(records.values()), mode, cfg.samples, store.done)
-        bar = tqdm(total=sum(len(j.samples) for j in jobs), desc=f"{backend.name}:{mode}", unit="resp",
-                   disable=None if progress else True)
+        bar = progress_bar(total=sum(len(j.samples) for j in jobs), desc=f"{backend.name}:{mode}", unit="resp",
+                           enabled=progress)
         on_error = lambda job, e: errors.append(dict(id=job.id, cell=job.cell, samples=job.samples,
                                                      error=f"{type(e).__name__}: {str(e)[:300]}"))
         if repair:

@@ -14,10 +14,9 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from .core import (InputError, atomic_file, check_output, is_missing, stable_rng, warn_input, write_atomic,
-                         write_jsonl)
+from .core import (InputError, atomic_file, check_output, is_missing, progress_bar, stable_rng, warn_input,
+                         write_atomic, write_jsonl)
 from .data import RowReader, anndata_reader, check_obs, load_embedded, read_h5ad
 from .genes import centroid_genes, de_genes, top_genes
 from .metrics import ANSWER_SEP
@@ -294,8 +293,8 @@ def repr_genes(specs: dict,              # sampled batches per side
                          progress, desc)
     fn, out = group_centroids if cfg.cell_repr == "centroid" else group_de_genes, {}
     need = _needed_groups(specs)
-    for (side, key), (g, types) in tqdm(need.items(), desc=f"{desc} ({cfg.cell_repr})", unit="group",
-                                        disable=None if progress else True):
+    for (side, key), (g, types) in progress_bar(need.items(), desc=f"{desc} ({cfg.cell_repr})", unit="group",
+                                                enabled=progress):
         out.update({(side, key, t): genes for t, genes in fn(g, types, reader, cfg.top_genes).items()})
     return out
 
@@ -483,8 +482,8 @@ def build(datasets: list,         # `[(name, adata, source), ...]`
     check_output(out, directory=True)
     parts = [dataset_part(name, adata.obs, lambda notes, a=adata, s=source: anndata_reader(a, s, notes), cfg,
                           source, progress)
-             for name, adata, source in tqdm(datasets, desc="datasets",
-                                             disable=None if progress and len(datasets) > 1 else True)]
+             for name, adata, source in progress_bar(datasets, desc="datasets",
+                                                     enabled=progress and len(datasets) > 1)]
     return write_build(parts, cfg, out, [s for _, _, s in datasets])
 
 def _config_dict(cfg: BuildConfig) -> dict:

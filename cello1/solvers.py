@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from tqdm import tqdm
 
-from .core import InputError, check_output, stable_rng, write_jsonl
+from .core import InputError, check_output, progress_bar, stable_rng, write_jsonl
 from .genes import clean_symbol
 from .metrics import write_response
 from .prompts import UNASSIGNED, parse_puzzle
@@ -307,7 +306,7 @@ def solve_file(puzzles,                              # CellPuzzles file, directo
     else:
         s = make_solver(solver, train, seed)
         responses = [solve_record(s, r, independent)
-                     for r in tqdm(records, desc=name, disable=None if progress else True)]
+                     for r in progress_bar(records, desc=name, enabled=progress)]
         summary = dict(coverage=_coverage_counts(getattr(s, "coverage", {})),
                        train=str(train) if train else None)
     write_jsonl(out, [dict(id=r.get("id"), prediction=p, answer=r["answer"], solver=name)

@@ -1,8 +1,10 @@
 """A small fault-injecting HTTP proxy in front of a real OpenAI-compatible server (loopback only).
 
 Each POST is answered by the upstream server unless the fault plan says otherwise: a status code ('429', '500', '400') answers with that
-status, 'drop' closes the connection without an answer, 'delay:S' waits S seconds before forwarding. Every request is
-logged (time, path, the last user message, the outcome, whether an Authorization header came along)."""
+status, 'drop' closes the connection without an answer, 'delay:S' waits S seconds before forwarding. A request whose
+last user message is a key of `replies` is answered with that text instead of being forwarded (a planted response).
+Every request is logged (time, path, the last user message, the outcome, whether an Authorization header came
+along)."""
 import hashlib
 import http.client
 import json
@@ -16,6 +18,7 @@ class FaultProxy:
 
     def __init__(self, upstream_port, plan=("ok",), host="127.0.0.1"):
         self.upstream, self.plan, self.log, self._n, self._lock = (host, upstream_port), list(plan), [], 0, threading.Lock()
+        self.replies = {}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,7 +66,20 @@ class FaultProxy:
             return
         if outcome.startswith("delay:"):
             time.sleep(float(outcome.split(":")[1]))
+        if user in self.replies: return self._reply(h, json.loads(body), self.replies[user])
         self._forward(h, body)
+
+    def _reply(self, h, req, text):
+        "Answer a chat completion request with `text` (n choices), as an OpenAI-compatible server would."
+        msg = json.dumps({"id": "planted", "object": "chat.completion", "created": int(time.time()), "model": req.get("model"),
+                          "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                                      for i in range(req.get("n") or 1)],
+                          "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 1 + len(text.split())}}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(msg)))
+        h.end_headers()
+        h.wfile.write(msg)
 
     def _forward(self, h, body):
         "Send the request upstream and copy the answer back."

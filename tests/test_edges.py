@@ -227,3 +227,10 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(embedded_bui
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert afile.read_text() == "x"
+
+
+def test_progress_shows_in_a_log_file(embedded_build, tmp_path):
+    "stderr that is not a terminal still gets progress, as whole lines (no carriage returns)."
+    n = len(read_jsonl(embedded_build / "test.jsonl"))
+    r = cello1("solve", "--puzzles", embedded_build / "test.jsonl", "--solver", "marker", "--out", tmp_path / "p.jsonl")
+    assert f"marker: 100%" in r.stderr and f"{n}/{n}" in r.stderr and "\r" not in r.stderr, r.stderr

@@ -90,7 +90,12 @@ def test_cell_and_open_modes(server, tiny, tmp_path):
 
 
 def test_distill_survives_sigkill_without_loss_or_repeats(server, tiny, proxy, tmp_path):
+    from cello1.metrics import gold_items, write_response
+    from cello1.prompts import batch_messages
     proxy.plan = ["delay:0.3"]
+    planted = read_jsonl(tiny["test"])[0]  # one puzzle gets a correct answer, so distillation has one to accept
+    right = write_response("planted", gold_items(planted["answer"]))
+    proxy.replies = {batch_messages(planted)[-1]["content"]: right}
     out = tmp_path / "d"
     cmd = [str(Path(sys.executable).parent / "cello1"), "distill", "--model", server["model"], "--base-url", proxy.url,
            "--puzzles", tiny["test"], "--samples", "3", "--max-tokens", "24", "--concurrency", "2", "--out", str(out)]
@@ -112,7 +117,6 @@ def test_distill_survives_sigkill_without_loss_or_repeats(server, tiny, proxy, t
     ks = keys(raw)
     assert len(ks) == len(set(ks)) == 3 * len(read_jsonl(tiny["test"]))  # every sample once
     users = {r["id"]: None for r in read_jsonl(tiny["test"])}
-    from cello1.prompts import batch_messages
     import hashlib
     by_hash = {hashlib.sha1(batch_messages(r)[-1]["content"].encode()).hexdigest(): r["id"] for r in read_jsonl(tiny["test"])}
     asked_after = Counter(by_hash[e["user"]] for e in proxy.log[n_log:])
@@ -120,9 +124,10 @@ def test_distill_survives_sigkill_without_loss_or_repeats(server, tiny, proxy, t
         assert asked_after[id_] <= 3 - k  # stored samples were never requested again
     stats = json.loads((out / "stats.json").read_text())
     assert stats["responses"] == 3 * len(users) and stats["puzzles"] == len(users)
-    acc = read_jsonl(out / "accepted.jsonl") if (out / "accepted.jsonl").read_text() else []
-    assert stats["accepted_puzzles"] == len({a["id"] for a in acc})
+    acc = read_jsonl(out / "accepted.jsonl")
+    assert planted["id"] in {a["id"] for a in acc} and stats["accepted_puzzles"] == len({a["id"] for a in acc})
     assert all({"system_msg", "user_msg", "answer", "response"} <= set(a) for a in acc)
+    assert next(a for a in acc if a["id"] == planted["id"])["response"] == right
 
 
 def test_ctrl_c_says_what_is_kept_and_how_to_resume(server, tiny, proxy, tmp_path):
