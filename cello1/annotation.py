@@ -13,7 +13,7 @@ import numpy as np
 
 import pandas as pd
 
-from .core import InputError, atomic_file, check_output
+from .core import InputError, atomic_file, check_output, read_text
 from .data import expression_source, gene_symbols, missing_mask, read_h5ad
 from .genes import centroid_genes, de_genes, looks_like_counts, matrix_blocks
 from .inference import Job, SamplingConfig, make_backend
@@ -108,8 +108,7 @@ def parse_candidates(candidates=None, file=None) -> list[str]:
     "Candidate labels from a list or comma-separated string and/or a file (one per line), checked, in order."
     items = split_candidates(candidates) if isinstance(candidates, str) else list(candidates or [])
     if file is not None:
-        if not Path(file).is_file(): raise InputError(file, "no such candidates file")
-        items += Path(file).read_text(encoding="utf-8").splitlines()
+        items += read_text(file, "candidate labels, one per line").splitlines()
     labels = [str(c).strip().strip(",").strip() for c in items]
     labels = [c for c in labels if c]
     src = file or "candidates"

@@ -206,10 +206,10 @@ def _backend_args(p, samples=None):
 def _read_prices(path) -> dict | None:
     "The price table of `--prices`, or None."
     if path is None: return None
-    from pathlib import Path
-    try: return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(path, f"--prices: cannot read a JSON price table ({e})") from e
+    from cello1.core import read_text
+    try: return json.loads(read_text(path, "a JSON price table"))
+    except InputError as e: raise InputError(path, f"--prices: {e.problem}") from None
+    except ValueError as e: raise InputError(path, f"--prices: not a JSON price table ({e})") from None
 
 def _make_backend(a):
     "The backend and sampling config of parsed options."

@@ -21,8 +21,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['MISSING_VALUES', 'FILE_SUFFIXES', 'SPLIT_EXTS', 'EXTRAS', 'InputError', 'Interrupted', 'warn_input', 'progress_bar',
            'is_missing', 'stable_rng', 'atomic_file', 'write_atomic', 'jsonl_line', 'write_jsonl', 'append_jsonl',
-           'read_jsonl', 'is_hub_id', 'local_or_hub', 'split_file', 'check_output', 'require', 'get_preset', 'resolve',
-           'CelloJob']
+           'read_jsonl', 'read_text', 'is_hub_id', 'local_or_hub', 'loading', 'split_file', 'check_output', 'require',
+           'get_preset', 'resolve', 'CelloJob']
 
 # %% ../nbs/00_core.ipynb #f1e1d909
 class InputError(ValueError):
@@ -120,11 +120,11 @@ def append_jsonl(path, rec: dict):
         f.flush(); os.fsync(f.fileno())
 
 # %% ../nbs/00_core.ipynb #0a9c587d
-def _decode(data: bytes, path) -> str:
-    "UTF-8 text of a file's bytes, or an error naming the file."
+def _decode(data: bytes, path, expected: str = "JSON Lines") -> str:
+    "UTF-8 text of a file's bytes, or an error naming the file and what it should hold."
     try: return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(path, f"not UTF-8 text (byte {e.start}); expected JSON Lines") from e
+        raise InputError(path, f"not UTF-8 text (byte {e.start}); expected {expected}") from e
 
 def _repair_tail(path: Path, data: bytes) -> bytes:
     "An append-only file's bytes with a torn last line cut off the file, or a whole one given its newline."
@@ -151,6 +151,14 @@ def read_jsonl(path, tolerant: bool = False) -> list:
         except json.JSONDecodeError as e: raise InputError(f"{path}:{i}", f"not valid JSON ({e.msg})") from e
     return out
 
+# %% ../nbs/00_core.ipynb #d22b9678
+def read_text(path, expected: str = "text") -> str:
+    "The UTF-8 text of a user's file; errors name the file and what it should hold."
+    path = Path(path)
+    if path.is_dir(): raise InputError(path, f"is a directory; expected a file of {expected}")
+    if not path.is_file(): raise InputError(path, "no such file")
+    return _decode(path.read_bytes(), path, expected)
+
 # %% ../nbs/00_core.ipynb #834a5275
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".h5ad", ".csv", ".txt", ".bin", ".safetensors", ".pt", ".gguf")
 
@@ -164,6 +172,16 @@ def local_or_hub(source, option: str) -> str:
     "`source` if it is an existing path or a hub id, else an InputError naming `option`."
     if Path(source).exists() or is_hub_id(source): return str(source)
     raise InputError(source, f"{option}: no such file or directory (a hub id has the form owner/name)")
+
+# %% ../nbs/00_core.ipynb #cd633589
+@contextmanager
+def loading(source, option: str, what: str = "a model"):
+    "Turn a loader's failure on `source` (OSError, ValueError, KeyError) into an InputError naming `option`."
+    try: yield
+    except InputError: raise
+    except (OSError, ValueError, KeyError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise InputError(source, f"{option}: cannot load {what} ({type(e).__name__}: {first})") from None
 
 # %% ../nbs/00_core.ipynb #4916c1fe
 SPLIT_EXTS = (".jsonl", ".json", ".parquet")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .core import (InputError, Interrupted, append_jsonl, check_output, local_or_hub, progress_bar,
+from .core import (InputError, Interrupted, append_jsonl, check_output, loading, local_or_hub, progress_bar,
                          read_jsonl, require)
 
 from .metrics import ANSWER_ONLY_PREFIX, join_cell_answers
@@ -225,14 +225,17 @@ class OpenAIBackend:
         self.prices = prices
         self.retries = 0
 
-    def _client(self):
-        "An AsyncOpenAI client; the key comes from the environment only."
-        from openai import AsyncOpenAI
+    def _api_key(self) -> str:
+        "The API key from the environment; OpenAI's own API needs one."
         key = os.environ.get(self.api_key_env)
         if not key and self.base_url is None:
             raise InputError(self.api_key_env, "is not set (the OpenAI API needs a key)")
-        return AsyncOpenAI(api_key=key or "EMPTY", base_url=self.base_url, max_retries=0,
-                           timeout=self.timeout)
+        return key or "EMPTY"
+
+    def _client(self):
+        "An AsyncOpenAI client; the key comes from the environment only."
+        from openai import AsyncOpenAI
+        return AsyncOpenAI(api_key=self._api_key(), base_url=self.base_url, max_retries=0, timeout=self.timeout)
 
     def _params(self, cfg: SamplingConfig, n: int) -> dict:
         "Request parameters; reasoning models get max_completion_tokens and no sampling settings."
@@ -297,7 +300,7 @@ class OpenAIBackend:
             on_result,                   # `on_result(job, sample, Completion)`, called as each arrives
             on_error):                   # `on_error(job, exception)`, called when a job fails
         "Answer all jobs; `on_result(job, sample, Completion)` as each arrives."
-        if jobs: self.check_server()
+        if jobs: self._api_key(); self.check_server()
         asyncio.run(self._run(jobs, cfg, on_result, on_error))
 
 # %% ../nbs/06_inference.ipynb #b47c62b8
@@ -315,12 +318,13 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         model, adapter = local_or_hub(model, "--model"), adapter and local_or_hub(adapter, "--adapter")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tok = AutoTokenizer.from_pretrained(model, padding_side="left")
+        with loading(model, "--model"):
+            self.tok = AutoTokenizer.from_pretrained(model, padding_side="left")
+            m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
         if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
-        m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
         if adapter:
             from peft import PeftModel
-            m = PeftModel.from_pretrained(m, adapter)
+            with loading(adapter, "--adapter", "a LoRA adapter"): m = PeftModel.from_pretrained(m, adapter)
         self.lm, self.model, self.adapter, self.batch_size = m.to(self.device).eval(), model, adapter, batch_size
 
     def _generate(self, chats: list, n: int, cfg: SamplingConfig) -> list[list[Completion]]:

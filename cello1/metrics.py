@@ -182,14 +182,12 @@ def trl_cell_acc(completions, answer=None, **kwargs) -> list[float]:
 def token_counter(tokenizer: str = "whitespace"):
     "A function counting the tokens of a response under `tokenizer` ('whitespace' or a HF name/path)."
     if tokenizer in (None, "", "whitespace"): return lambda s: len(s.split()) if isinstance(s, str) else 0
-    from cello1.core import InputError, local_or_hub
+    from cello1.core import loading, local_or_hub, require
     tokenizer = local_or_hub(tokenizer, "--tokenizer")
-    try:
-        from transformers import AutoTokenizer
+    require("transformers", "--tokenizer")
+    from transformers import AutoTokenizer
+    with loading(tokenizer, "--tokenizer", "a tokenizer (a local path, a hub id, or 'whitespace')"):
         tok = AutoTokenizer.from_pretrained(tokenizer)
-    except Exception as e:
-        raise InputError(tokenizer, f"could not load tokenizer ({type(e).__name__}: {e}); "
-                                    "use a local path or 'whitespace'") from e
     return lambda s: len(tok.encode(s, add_special_tokens=False)) if isinstance(s, str) else 0
 
 # %% ../nbs/03_metrics.ipynb #694b7576

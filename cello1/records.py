@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from .core import InputError, read_jsonl, check_output, split_file, write_atomic
+from .core import InputError, check_output, read_jsonl, read_text, split_file, write_atomic
 from .metrics import evaluate, gold_items
 from .prompts import SYSTEM_MSG, check_candidates, parse_user_msg
 
@@ -81,7 +81,7 @@ def _read_table(path: Path) -> list:
         import pandas as pd
         return pd.read_parquet(path).to_dict("records")
     if path.suffix == ".json":
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "JSON records")
         if text.lstrip().startswith("["): return json.loads(text)
     return read_jsonl(path)
 

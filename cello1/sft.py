@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .core import InputError, get_preset, local_or_hub, write_atomic
+from .core import InputError, get_preset, loading, local_or_hub, write_atomic
 from .metrics import answer_only_response, gold_items
 from .prompts import ANSWER_ONLY_SYSTEM_MSG, SYSTEM_MSG, cell_messages, chat
 from .records import load_cellpuzzles
@@ -137,7 +137,8 @@ def train_sft(preset: SFTPreset, data, out) -> dict:
     ds = Dataset.from_list(examples)
     split = (ds.train_test_split(test_size=preset.eval_frac, seed=preset.seed)
              if preset.eval_frac and len(ds) > 4 else None)
-    tok = AutoTokenizer.from_pretrained(preset.model, padding_side="left", truncation_side="left")
+    with loading(preset.model, "--model"):
+        tok = AutoTokenizer.from_pretrained(preset.model, padding_side="left", truncation_side="left")
     resume = _last_checkpoint(out)
     log = DynamicsLog(out / "dynamics.jsonl", "trl", "sft", fresh=resume is None)
     trainer = SFTTrainer(model=preset.model, args=_sft_args(preset, out, split is not None, cpu),
@@ -174,8 +175,9 @@ def merge(base: str, adapter, out) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
     base, adapter = local_or_hub(base, "--base"), local_or_hub(adapter, "--adapter")
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype="auto"),
-                                      str(adapter)).merge_and_unload()
+    with loading(base, "--base"): model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
+    with loading(adapter, "--adapter", "a LoRA adapter"):
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     out = Path(out)
     model.save_pretrained(out)
     tok_src = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base

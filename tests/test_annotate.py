@@ -156,7 +156,7 @@ def test_cli_round_trip(pbmc, cands, tmp_path):
     (("pbmc.h5ad", "--groupby", "leiden", "--candidates", "B cell,T cell"), "groupby='leiden': not an obs column"),
     (("pbmc.h5ad", "--groupby", "louvain", "--candidates", " , "), "no candidate labels"),
     (("pbmc.h5ad", "--groupby", "louvain"), "no candidate labels"),
-    (("pbmc.h5ad", "--groupby", "louvain", "--candidates-file", "none.txt"), "none.txt: no such candidates file"),
+    (("pbmc.h5ad", "--groupby", "louvain", "--candidates-file", "none.txt"), "none.txt: no such file"),
     (("pbmc.h5ad", "--groupby", "louvain", "--candidates", "B cell,B cell"), "candidate labels repeat: B cell"),
     (("pbmc.h5ad", "--groupby", "louvain", "--candidates", "B cell,T cell", "--backend", "openai"), "--model: backend 'openai' needs a model"),
     (("pbmc.h5ad", "--groupby", "louvain", "--candidates", "B cell,T cell", "--backend", "reference"), "--train: the reference backend needs"),

@@ -94,7 +94,7 @@ def test_bad_values_are_one_line_and_status_2(embedded_build, tmp_path):
              (("predict", "--model", "m", "--puzzles", test, "--out", tmp_path / "p.jsonl", "--max-tokens", "0"),
               "max_tokens must be >= 1"),
              (("predict", "--model", "m", "--puzzles", test, "--out", tmp_path / "p.jsonl",
-               "--prices", tmp_path / "missing.json"), "--prices: cannot read a JSON price table"),
+               "--prices", tmp_path / "missing.json"), "--prices: no such file"),
              (("eval", "--predictions", pred, "--bootstrap", "-5"), "--bootstrap: must be >= 0")]
     for args, message in cases:
         r = cello1(*args, check=False)
@@ -234,3 +234,24 @@ def test_progress_shows_in_a_log_file(embedded_build, tmp_path):
     n = len(read_jsonl(embedded_build / "test.jsonl"))
     r = cello1("solve", "--puzzles", embedded_build / "test.jsonl", "--solver", "marker", "--out", tmp_path / "p.jsonl")
     assert f"marker: 100%" in r.stderr and f"{n}/{n}" in r.stderr and "\r" not in r.stderr, r.stderr
+
+
+def test_files_that_cannot_be_read_are_one_line(embedded_build, pbmc, tmp_path):
+    "Bytes that are not UTF-8 and directories that hold no model are named in one line, without a traceback."
+    test, binary, empty = embedded_build / "test.jsonl", tmp_path / "binary.txt", tmp_path / "empty"
+    binary.write_bytes(b"\xff\xfe\x00labels")
+    empty.mkdir()
+    h5ad = tmp_path / "pbmc.h5ad"
+    pbmc.write_h5ad(h5ad)
+    out = tmp_path / "p.jsonl"
+    cases = [(("annotate", h5ad, "--groupby", "louvain", "--candidates-file", binary, "--out", tmp_path / "a.h5ad"),
+              "binary.txt: not UTF-8 text (byte 0); expected candidate labels, one per line"),
+             (("predict", "--model", "m", "--puzzles", test, "--out", out, "--prices", binary),
+              "--prices: not UTF-8 text (byte 0); expected a JSON price table"),
+             (("predict", "--backend", "transformers", "--model", empty, "--puzzles", test, "--out", out),
+              "empty: --model: cannot load a model"),
+             (("merge", "--base", empty, "--adapter", empty, "--out", tmp_path / "m"), "empty: --base: cannot load a model")]
+    for args, message in cases:
+        r = cello1(*args, check=False)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr

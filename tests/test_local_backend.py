@@ -56,4 +56,4 @@ def test_eval_response_length_with_a_real_tokenizer(tiny, embedded_build, tmp_pa
     assert tok["response_length"] == pytest.approx(expect) and tok["response_length"] > ws["response_length"]
     (tmp_path / "nope").mkdir()  # there, but no tokenizer in it (a missing path: test_edges)
     bad = cello1("eval", "--predictions", tmp_path / "p.jsonl", "--tokenizer", tmp_path / "nope", check=False)
-    assert bad.returncode == 2 and "could not load tokenizer" in bad.stderr
+    assert bad.returncode == 2 and "--tokenizer: cannot load a tokenizer" in bad.stderr
