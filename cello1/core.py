@@ -58,7 +58,7 @@ def progress_bar(iterable=None,         # what to iterate over (or None: call `u
                  log_every: float = 30, # seconds between lines when stderr is not a terminal
                  **kw                   # tqdm's: total, desc, unit, ...
                 ):
-    "A tqdm progress bar on stderr: live on a terminal, a line per `log_every` s in a log file, none if disabled."
+    "A tqdm bar on stderr: live on a terminal, a line per `log_every` s in a log file, none if disabled."
     from tqdm import tqdm
     if not enabled: return tqdm(iterable, disable=True, **kw)
     if sys.stderr.isatty(): return tqdm(iterable, **kw)
@@ -160,7 +160,8 @@ def read_text(path, expected: str = "text") -> str:
     return _decode(path.read_bytes(), path, expected)
 
 # %% ../nbs/00_core.ipynb #834a5275
-FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".h5ad", ".csv", ".txt", ".bin", ".safetensors", ".pt", ".gguf")
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".h5ad", ".csv", ".txt", ".bin", ".safetensors", ".pt",
+                 ".gguf")
 
 def is_hub_id(source) -> bool:
     "True if `source` can only be a hub id: `owner/name`, no such path, no local `owner` dir, no file suffix."
@@ -233,7 +234,7 @@ EXTRAS = {"openai": "api", "transformers": "train", "peft": "train", "trl": "tra
           "tiledbsoma": "census"}  # module -> the extra of settings.ini that installs it
 
 def require(module: str, what: str):
-    "Import `module`; if it is not installed, an InputError naming `what` needs it and the extra that installs it."
+    "Import `module`, or raise an InputError naming what needs it and the extra that installs it."
     try: return importlib.import_module(module)
     except ImportError as e:
         extra = EXTRAS.get(module.split(".")[0])

@@ -18,7 +18,8 @@ __all__ = ['NEGATIVE', 'expression_keys', 'keys_to_columns', 'top_gene_indices',
 
 # %% ../nbs/01_genes.ipynb #aa2c6127
 _LOW = np.uint64(0xFFFFFFFF)
-NEGATIVE = "expression values must be non-negative, finite numbers (raw or normalised counts, not scaled data)"
+NEGATIVE = ("expression values must be non-negative, finite numbers "
+            "(raw or normalised counts, not scaled data)")
 
 def expression_keys(data: np.ndarray, indices: np.ndarray) -> np.ndarray:
     "One unique uint64 key per stored value: float32 bits high, inverted column low."

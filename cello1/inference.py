@@ -148,7 +148,8 @@ class PredictionStore:
             for k, v in self.meta.items():
                 if r.get(k) != v:
                     raise InputError(self.path, f"holds predictions with {k}={r.get(k)!r}, this run has "
-                                                f"{k}={v!r}; write them to another file (or run with the same)")
+                                                f"{k}={v!r}; write them to another file "
+                                                "(or run with the same)")
 
     @property
     def done(self) -> set:
@@ -235,7 +236,8 @@ class OpenAIBackend:
     def _client(self):
         "An AsyncOpenAI client; the key comes from the environment only."
         from openai import AsyncOpenAI
-        return AsyncOpenAI(api_key=self._api_key(), base_url=self.base_url, max_retries=0, timeout=self.timeout)
+        return AsyncOpenAI(api_key=self._api_key(), base_url=self.base_url, max_retries=0,
+                           timeout=self.timeout)
 
     def _params(self, cfg: SamplingConfig, n: int) -> dict:
         "Request parameters; reasoning models get max_completion_tokens and no sampling settings."
@@ -325,7 +327,8 @@ class TransformersBackend:
         if adapter:
             from peft import PeftModel
             with loading(adapter, "--adapter", "a LoRA adapter"): m = PeftModel.from_pretrained(m, adapter)
-        self.lm, self.model, self.adapter, self.batch_size = m.to(self.device).eval(), model, adapter, batch_size
+        self.lm, self.model, self.adapter = m.to(self.device).eval(), model, adapter
+        self.batch_size = batch_size
 
     def _generate(self, chats: list, n: int, cfg: SamplingConfig) -> list[list[Completion]]:
         "n completions for each chat of one batch."
@@ -438,7 +441,8 @@ def _result_writer(store: PredictionStore, records: dict, mode: str, bar, totals
             store.add_part({**rec, "cell": job.cell}, n, records[job.id]["answer"])
         else: store.add(rec)
         totals["new"] += 1; totals["tokens"] += c.completion_tokens; totals["cost_usd"] += c.cost_usd or 0.0
-        bar.update(1); bar.set_postfix(cost=f"${totals['cost_usd']:.4f}", tokens=totals["tokens"], refresh=False)
+        bar.update(1)
+        bar.set_postfix(cost=f"${totals['cost_usd']:.4f}", tokens=totals["tokens"], refresh=False)
     return on_result
 
 def predict(puzzles,                         # CellPuzzles: a directory, a JSONL file or a hub name
@@ -457,8 +461,8 @@ def predict(puzzles,                         # CellPuzzles: a directory, a JSONL
     totals, errors = dict(new=0, tokens=0, cost_usd=0.0), []
     try:
         jobs = plan_jobs(list(records.values()), mode, cfg.samples, store.done)
-        bar = progress_bar(total=sum(len(j.samples) for j in jobs), desc=f"{backend.name}:{mode}", unit="resp",
-                           enabled=progress)
+        bar = progress_bar(total=sum(len(j.samples) for j in jobs), desc=f"{backend.name}:{mode}",
+                           unit="resp", enabled=progress)
         on_error = lambda job, e: errors.append(dict(id=job.id, cell=job.cell, samples=job.samples,
                                                      error=f"{type(e).__name__}: {str(e)[:300]}"))
         if repair:

@@ -308,7 +308,8 @@ def without_empty(specs: dict,          # sampled batches per side
     "The batches whose every cell has a gene list; a warning counts the empty cells and the puzzles left out."
     empty = {k for k, g in genes.items() if not g}
     if not empty: return specs
-    out = {side: [s for s in ss if not empty.intersection(unit_keys(side, s, cfg))] for side, ss in specs.items()}
+    out = {side: [s for s in ss if not empty.intersection(unit_keys(side, s, cfg))]
+           for side, ss in specs.items()}
     left = sum(map(len, specs.values())) - sum(map(len, out.values()))
     unit = "cells express" if cfg.cell_repr == "cell" else "cell types' gene lists hold"
     warn_input(source, f"{len(empty)} {unit} no gene; the {left} puzzles holding them are left out", notes)

@@ -119,7 +119,8 @@ def puzzles_by_id(records: list, where) -> dict:
     "Records by id; a record without an id, or an id given twice, is an InputError naming `where`."
     out = {}
     for i, r in enumerate(records):
-        if r.get("id") is None: raise InputError(f"{where} record {i}", "has no 'id' (ids join answers to puzzles)")
+        if r.get("id") is None:
+            raise InputError(f"{where} record {i}", "has no 'id' (ids join answers to puzzles)")
         if r["id"] in out: raise InputError(where, f"puzzle id {r['id']!r} appears more than once")
         out[r["id"]] = r
     return out
@@ -136,14 +137,15 @@ def read_predictions(path, puzzles=None) -> list[dict]:
             if rec.get("id") not in gold:
                 raise InputError(f"{path}:{i}", f"prediction {rec.get('id')!r} is not a puzzle of {puzzles}")
             stored, rec["answer"] = rec.get("answer"), gold[rec["id"]]["answer"]
-            if stored is not None and gold_items(stored) != gold_items(rec["answer"]): disagree.append(rec["id"])
+            if stored is not None and gold_items(stored) != gold_items(rec["answer"]):
+                disagree.append(rec["id"])
         elif rec.get("answer") is None:
             raise InputError(f"{path}:{i}",
                              f"prediction {rec.get('id')!r} has no answer (give --puzzles with its id)")
         out.append(rec)
     if disagree:
-        raise InputError(path, f"{len(disagree)} stored answers disagree with {puzzles} (first: {disagree[0]!r}): "
-                               "predictions made for other puzzles?")
+        raise InputError(path, f"{len(disagree)} stored answers disagree with {puzzles} "
+                               f"(first: {disagree[0]!r}): predictions made for other puzzles?")
     if not out: raise InputError(path, "contains no predictions")
     return out
 
