@@ -143,6 +143,9 @@ def test_reproduce_bad_input(tmp_path):
     assert p.returncode != 0 and "needs --data" in p.stderr
     p = cello1("reproduce", "--profile", "paper", "--data", tmp_path / "nope", "--results", tmp_path, check=False, cwd=ROOT)
     assert p.returncode != 0 and "nope" in p.stderr and "not a directory" in p.stderr
+    (tmp_path / "empty").mkdir()
+    p = cello1("reproduce", "--profile", "paper", "--data", tmp_path / "empty", "--results", tmp_path / "r", check=False)
+    assert p.returncode == 2 and "no test or unseen split; expected test.jsonl" in p.stderr and not (tmp_path / "r").exists()
     p = cello1("reproduce", "--only", "tabel2", "--results", tmp_path, check=False, cwd=ROOT)
     assert p.returncode != 0 and "tabel2" in p.stderr and "table2_main_results" in p.stderr
 
