@@ -226,15 +226,38 @@ def _predict_parser(p):
     add_options(p, predict, only=("mode", "repair"), choices=dict(mode=MODES, repair=REPAIRS),
                 helps=dict(mode="batch (Table 1), cell (one chat per cell) or open (no candidates)",
                            repair="transformers only: score candidates by log-likelihood, one-to-one"))
+    p.add_argument("--consensus", action="store_true",
+                   help="also write the one-to-one consensus of the samples to <out stem>.consensus.jsonl")
     p.set_defaults(func=_predict)
 
 def _predict(a) -> int:
     "Run `cello1 predict`."
+    from pathlib import Path
     from cello1.inference import predict
     b, cfg = _make_backend(a)
+    out = Path(a.out)
+    c_out = out.with_name(out.name.removesuffix(".jsonl") + ".consensus.jsonl")
+    if a.consensus:
+        from cello1.core import check_output
+        check_output(c_out, a.out, a.puzzles)  # before any response is bought
     s = predict(a.puzzles, b, a.out, cfg=cfg, **given(a, predict, only=("mode", "repair")))
+    if a.consensus and not s["failed"]:
+        from cello1.consensus import consensus_file
+        s["consensus"] = consensus_file(a.out, a.puzzles, c_out, progress=False)
     print(json.dumps(s, indent=1))
     return 1 if s["failed"] else 0
+
+def _consensus_parser(p):
+    "Options of `cello1 consensus`."
+    from cello1.consensus import PRIORS, consensus_file
+    add_options(p, consensus_file, skip=("progress",), choices=dict(prior=PRIORS))
+    p.set_defaults(func=_consensus)
+
+def _consensus(a) -> int:
+    "Run `cello1 consensus`."
+    from cello1.consensus import consensus_file
+    print(json.dumps(consensus_file(**given(a, consensus_file)), indent=1))
+    return 0
 
 def _distill_parser(p):
     "Options of `cello1 distill`."
@@ -453,6 +476,8 @@ COMMANDS = {
     "grpo": ("GRPO with the batch reward: verl (cluster) or TRL (one GPU, tests)", _grpo_parser),
     "merge": ("fold a LoRA adapter into its base model (for RL)", _merge_parser),
     "tiny": ("build a small Qwen2 model + tokenizer from scratch from training puzzles", _tiny_parser),
+    "consensus": ("one-to-one consensus of K sampled answers per puzzle (+ an optional solver prior)",
+                  _consensus_parser),
     "bench": ("benchmarks (ratios measured side by side)", _bench_parser),
     "annotate": ("label your own h5ad's clusters with candidate cell types (a label for one cluster at most)",
                  _annotate_parser),

@@ -6,7 +6,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "cello1"
 # low to high: a module may import (at load time or inside a function) only modules before it
-LAYERS = ["core", "data", "genes", "prompts", "metrics", "records", "puzzles", "census", "solvers", "inference",
+LAYERS = ["core", "data", "genes", "prompts", "metrics", "records", "puzzles", "census", "solvers", "consensus", "inference",
           "tiny", "slurm", "sft", "grpo", "distill", "annotation", "bench", "reproduce", "cli"]
 
 
