@@ -187,6 +187,11 @@ def _eval(a) -> int:
               f"batch {ci['batch_acc'][0]:.4f}-{ci['batch_acc'][1]:.4f}; "
               f"micro cell acc {m['cell_acc_micro']:.4f}; {m['n_batches']} batches; "
               f"length in {m['tokenizer']} tokens")
+    if (cal := m.get("calibration")) and cal["n_cells"]:
+        cov = cal["coverage"]
+        print(f"per-cell confidence: ECE {cal['ece']:.4f} over {cal['n_cells']} cells; accuracy at "
+              + ", ".join(f"{k} coverage {v['accuracy']:.4f} (confidence >= {v['min_confidence']:.2f})"
+                          for k, v in cov.items()))
     return 0
 
 # %% ../nbs/14_cli.ipynb #5a2e62e3

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['TAGS', 'ANSWER_SEP', 'ANSWER_ONLY_PREFIX', 'REWARDS', 'METRICS', 'TABLE2_HEADER', 'REFLECTION_CUES',
+__all__ = ['TAGS', 'ANSWER_SEP', 'ANSWER_ONLY_PREFIX', 'REWARDS', 'COVERAGES', 'METRICS', 'TABLE2_HEADER', 'REFLECTION_CUES',
            'EASY_FIRST_CUES', 'ELIMINATION_CUES', 'strict_answer', 'is_valid', 'write_response', 'answer_only_response',
-           'answer_items', 'gold_items', 'think_text', 'loose_answer_items', 'score_batch', 'batch_reward',
+           'answer_items', 'gold_items', 'think_text', 'loose_answer_items', 'cell_hits', 'score_batch', 'batch_reward',
            'dense_reward', 'cell_answer', 'cell_reward', 'compute_score', 'completion_text', 'trl_batch_reward',
-           'trl_batch_acc', 'trl_dense_reward', 'trl_cell_reward', 'trl_cell_acc', 'token_counter', 'evaluate',
-           'format_row', 'similarity_name', 'label_similarity', 'evaluate_open', 'is_open_valid', 'reasoning_text',
-           'annotation_order', 'reasoning_behaviour', 'join_cell_answers']
+           'trl_batch_acc', 'trl_dense_reward', 'trl_cell_reward', 'trl_cell_acc', 'token_counter', 'calibration',
+           'evaluate', 'format_row', 'similarity_name', 'label_similarity', 'evaluate_open', 'is_open_valid',
+           'reasoning_text', 'annotation_order', 'reasoning_behaviour', 'join_cell_answers']
 
 # %% ../nbs/03_metrics.ipynb #94a92bf0
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -83,6 +83,15 @@ def loose_answer_items(response) -> list[str]:
     if not isinstance(response, str) or "<answer>" not in response: return []
     return [p.strip() for p in _between(response, "<answer>", "</answer>", to_end=True, last=True).split("|")]
 
+# %% ../nbs/03_metrics.ipynb #64b01b35
+def _cell_hits(pred: list, gold: list) -> list[bool]:
+    "For each gold cell, whether the prediction at its position is its label (case-insensitively)."
+    return [i < len(pred) and pred[i].casefold() == g.casefold() for i, g in enumerate(gold)]
+
+def cell_hits(response, answer) -> list[bool]:
+    "For each gold cell, whether a valid response gives it the gold label (False for an invalid response)."
+    return _cell_hits(answer_items(response), gold_items(answer))
+
 # %% ../nbs/03_metrics.ipynb #f0a582c1
 def score_batch(response, answer) -> dict:
     "cell_acc, batch_acc, uniqueness, format, n (gold size), n_pred and hits of one response."
@@ -90,7 +99,7 @@ def score_batch(response, answer) -> dict:
     valid, gold = inner is not None, gold_items(answer)
     pred = _split_items(inner)
     n = len(gold)
-    hits = sum(p.casefold() == g.casefold() for p, g in zip(pred, gold))
+    hits = sum(_cell_hits(pred, gold))
     uniq = len({p.casefold() for p in pred}) / max(len(pred), n) if valid and max(len(pred), n) else 0.0
     return dict(cell_acc=hits / n if n else 0.0, batch_acc=float(n > 0 and len(pred) == n and hits == n),
                 uniqueness=uniq, format=float(valid), n=n, n_pred=len(pred), hits=hits)
@@ -190,6 +199,28 @@ def token_counter(tokenizer: str = "whitespace"):
         tok = AutoTokenizer.from_pretrained(tokenizer)
     return lambda s: len(tok.encode(s, add_special_tokens=False)) if isinstance(s, str) else 0
 
+# %% ../nbs/03_metrics.ipynb #30aae69e
+COVERAGES = (0.5, 0.8, 0.9)
+
+def calibration(confidences: list,  # per-cell confidences in [0, 1]
+                hits: list,         # per-cell correctness, in the same order
+                bins: int = 10      # equal-width bins of the reliability table
+               ) -> dict:
+    "Expected calibration error, reliability table and accuracy at 50/80/90% coverage."
+    c, h = np.clip(np.asarray(confidences, float), 0, 1), np.asarray(hits, float)
+    if len(c) != len(h): raise ValueError(f"{len(c)} confidences for {len(h)} cells")
+    if not len(c): return dict(n_cells=0, ece=None, reliability=[], coverage={})
+    edges = np.linspace(0, 1, bins + 1)
+    b = np.digitize(c, edges[1:-1], right=True)
+    table = [dict(lo=float(edges[i]), hi=float(edges[i + 1]), cells=int((b == i).sum()),
+                  confidence=float(c[b == i].mean()), accuracy=float(h[b == i].mean()))
+             for i in range(bins) if (b == i).any()]
+    ece = sum(t["cells"] * abs(t["accuracy"] - t["confidence"]) for t in table) / len(c)
+    order = np.argsort(-c, kind="stable")
+    cov = {f"{q:.0%}": dict(accuracy=float(h[order[:k]].mean()), min_confidence=float(c[order[k - 1]]))
+           for q in COVERAGES for k in [int(np.ceil(q * len(c)))]}
+    return dict(n_cells=len(c), ece=float(ece), reliability=table, coverage=cov)
+
 # %% ../nbs/03_metrics.ipynb #694b7576
 METRICS = ("cell_acc", "cell_acc_micro", "batch_acc", "format_validity", "uniqueness", "response_length")
 
@@ -219,7 +250,8 @@ def evaluate(responses: list,               # one response per batch
              ids: list | None = None,       # batch ids for `per_batch` (default 0, 1, ...)
              tokenizer: str = "whitespace", # how response length is counted (`token_counter`)
              n_boot: int = 1000,            # bootstrap resamples for the 95% intervals (0: none)
-             seed: int = 0                  # bootstrap RNG seed
+             seed: int = 0,                 # bootstrap RNG seed
+             confidences: list | None = None # per-cell confidences of each response: adds `calibration`
             ) -> dict:
     "Aggregate metrics of responses against gold answers (Table 2 columns, per N, per batch, 95% CIs)."
     if len(responses) != len(answers):
@@ -238,6 +270,11 @@ def evaluate(responses: list,               # one response per batch
     out["per_batch"] = [dict(id=i, n=s["n"], cell_acc=s["cell_acc"], batch_acc=s["batch_acc"],
                              uniqueness=s["uniqueness"], format=s["format"], length=float(l))
                         for i, s, l in zip(ids, scores, per["length"])]
+    if confidences is not None:
+        hits = [cell_hits(r, a) for r, a in zip(responses, answers)]
+        conf = [list(c or []) + [0.0] * (len(h) - len(c or [])) for c, h in zip(confidences, hits)]
+        out["calibration"] = calibration([x for c, h in zip(conf, hits) for x in c[:len(h)]],
+                                         [x for h in hits for x in h])
     return out
 
 # %% ../nbs/03_metrics.ipynb #d8f5aba6

@@ -160,8 +160,9 @@ def evaluate_file(predictions,                  # the prediction file (JSON Line
     if n_boot < 0: raise InputError("--bootstrap", f"must be >= 0 (0: no intervals), got {n_boot}")
     check_output(out, predictions, puzzles)
     recs = read_predictions(predictions, puzzles)
+    conf = [r.get("cell_confidence") for r in recs]
     m = evaluate([r["prediction"] for r in recs], [r["answer"] for r in recs], [r.get("id") for r in recs],
-                 tokenizer, n_boot)
+                 tokenizer, n_boot, confidences=conf if any(c is not None for c in conf) else None)
     m["predictions"] = str(predictions)
     if out: write_atomic(out, json.dumps(m, indent=1) + "\n")
     return m

@@ -31,6 +31,10 @@ def test_consensus_recovers_what_a_per_cell_majority_cannot(embedded_build, tmp_
     cello1("eval", "--predictions", tmp_path / "c.jsonl", "--puzzles", test, "--bootstrap", "0", "--out", tmp_path / "m.json")
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["batch_acc"] == 1.0 and m["uniqueness"] == 1.0
+    # confidences: per puzzle, cell 0 and cells 2.. at 1.0 (all right), cell 1 at 1/3 (right): ECE = 1/3 x (2/3) / N
+    cells = sum(len(p["answer"].split("|")) for p in puzzles)
+    assert m["calibration"]["n_cells"] == cells
+    assert abs(m["calibration"]["ece"] - len(puzzles) * (2 / 3) / cells) < 1e-9
     # the per-cell majority of the same votes gives cell 1 cell 0's label in every puzzle: no batch is right
     majority = [dict(id=r["id"], prediction=r["prediction"], answer=r["answer"]) for r in planted(puzzles) if r["sample"] == 1]
     (tmp_path / "majority.jsonl").write_text("".join(json.dumps(r) + "\n" for r in majority))
