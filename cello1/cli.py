@@ -187,11 +187,25 @@ def _eval(a) -> int:
               f"batch {ci['batch_acc'][0]:.4f}-{ci['batch_acc'][1]:.4f}; "
               f"micro cell acc {m['cell_acc_micro']:.4f}; {m['n_batches']} batches; "
               f"length in {m['tokenizer']} tokens")
-    if (cal := m.get("calibration")) and cal["n_cells"]:
-        cov = cal["coverage"]
-        print(f"per-cell confidence: ECE {cal['ece']:.4f} over {cal['n_cells']} cells; accuracy at "
-              + ", ".join(f"{k} coverage {v['accuracy']:.4f} (confidence >= {v['min_confidence']:.2f})"
-                          for k, v in cov.items()))
+    for key, what in (("calibration_raw", "raw"), ("calibration", "calibrated" if "calibrator" in m else "")):
+        if (cal := m.get(key)) and cal["n_cells"]:
+            print(f"per-cell confidence{' (' + what + ')' if what else ''}: ECE {cal['ece']:.4f} over "
+                  f"{cal['n_cells']} cells; accuracy at " + ", ".join(
+                      f"{k} coverage {v['accuracy']:.4f} (confidence >= {v['min_confidence']:.2f})"
+                      for k, v in cal["coverage"].items()))
+    return 0
+
+def _calibrate_parser(p):
+    "Options of `cello1 calibrate`."
+    from cello1.records import fit_calibrator
+    add_options(p, fit_calibrator)
+    p.set_defaults(func=_calibrate)
+
+def _calibrate(a) -> int:
+    "Run `cello1 calibrate`."
+    from cello1.records import fit_calibrator
+    cal = fit_calibrator(**given(a, fit_calibrator))
+    print(json.dumps(dict(out=a.out, n_cells=cal["n_cells"], breakpoints=len(cal["x"])), indent=1))
     return 0
 
 # %% ../nbs/14_cli.ipynb #5a2e62e3
@@ -483,6 +497,8 @@ COMMANDS = {
     "tiny": ("build a small Qwen2 model + tokenizer from scratch from training puzzles", _tiny_parser),
     "consensus": ("one-to-one consensus of K sampled answers per puzzle (+ an optional solver prior)",
                   _consensus_parser),
+    "calibrate": ("fit an isotonic calibrator of per-cell confidences on predictions with known answers",
+                  _calibrate_parser),
     "bench": ("benchmarks (ratios measured side by side)", _bench_parser),
     "annotate": ("label your own h5ad's clusters with candidate cell types (a label for one cluster at most)",
                  _annotate_parser),

@@ -16,8 +16,9 @@ __all__ = ['TAGS', 'ANSWER_SEP', 'ANSWER_ONLY_PREFIX', 'REWARDS', 'COVERAGES', '
            'answer_items', 'gold_items', 'think_text', 'loose_answer_items', 'cell_hits', 'score_batch', 'batch_reward',
            'dense_reward', 'cell_answer', 'cell_reward', 'compute_score', 'completion_text', 'trl_batch_reward',
            'trl_batch_acc', 'trl_dense_reward', 'trl_cell_reward', 'trl_cell_acc', 'token_counter', 'calibration',
-           'evaluate', 'format_row', 'similarity_name', 'label_similarity', 'evaluate_open', 'is_open_valid',
-           'reasoning_text', 'annotation_order', 'reasoning_behaviour', 'join_cell_answers']
+           'fit_isotonic', 'apply_calibrator', 'evaluate', 'format_row', 'similarity_name', 'label_similarity',
+           'evaluate_open', 'is_open_valid', 'reasoning_text', 'annotation_order', 'reasoning_behaviour',
+           'join_cell_answers']
 
 # %% ../nbs/03_metrics.ipynb #94a92bf0
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -220,6 +221,26 @@ def calibration(confidences: list,  # per-cell confidences in [0, 1]
     cov = {f"{q:.0%}": dict(accuracy=float(h[order[:k]].mean()), min_confidence=float(c[order[k - 1]]))
            for q in COVERAGES for k in [int(np.ceil(q * len(c)))]}
     return dict(n_cells=len(c), ece=float(ece), reliability=table, coverage=cov)
+
+# %% ../nbs/03_metrics.ipynb #169ae3a7
+def fit_isotonic(confidences: list, hits: list) -> dict:
+    "Isotonic (monotone) map from confidence to accuracy, as breakpoints {'x': [...], 'y': [...]}."
+    c, h = np.asarray(confidences, float), np.asarray(hits, float)
+    if not len(c): raise ValueError("no cells to fit a calibrator on")
+    xs, inv = np.unique(c, return_inverse=True)
+    y, w = np.bincount(inv, h) / np.bincount(inv), np.bincount(inv).astype(float)
+    blocks = []  # [mean, weight, first x index, last x index], merged while a block is below the one before
+    for i in range(len(xs)):
+        blocks.append([y[i], w[i], i, i])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m1, w1, a, _), (m2, w2, _, b) = blocks.pop(-2), blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, a, b])
+    fitted = np.concatenate([[m] * (b - a + 1) for m, _, a, b in blocks])
+    return dict(method="isotonic", x=xs.tolist(), y=fitted.tolist(), n_cells=int(len(c)))
+
+def apply_calibrator(calibrator: dict, confidences) -> np.ndarray:
+    "Confidences mapped through a fitted calibrator."
+    return np.interp(np.asarray(confidences, float), calibrator["x"], calibrator["y"])
 
 # %% ../nbs/03_metrics.ipynb #694b7576
 METRICS = ("cell_acc", "cell_acc_micro", "batch_acc", "format_validity", "uniqueness", "response_length")

@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 
 from .core import InputError, check_output, read_jsonl, read_text, split_file, write_atomic
-from .metrics import evaluate, gold_items
+from .metrics import apply_calibrator, cell_hits, evaluate, fit_isotonic, gold_items
 from .prompts import SYSTEM_MSG, check_candidates, parse_user_msg
 
 # %% auto #0
 __all__ = ['check_record', 'parse_context', 'age_group', 'puzzle_table', 'load_cellpuzzles', 'puzzles_by_id', 'read_predictions',
-           'evaluate_file']
+           'read_calibrator', 'fit_calibrator', 'evaluate_file']
 
 # %% ../nbs/03a_records.ipynb #45940af8
 def check_record(rec: dict, source="record") -> dict:
@@ -149,20 +149,64 @@ def read_predictions(path, puzzles=None) -> list[dict]:
     if not out: raise InputError(path, "contains no predictions")
     return out
 
+# %% ../nbs/03a_records.ipynb #3a486ce0
+def _confidences(recs: list, path) -> list | None:
+    "Each record's per-cell confidences (None for a file without any)."
+    conf = [r.get("cell_confidence") for r in recs]
+    if all(c is None for c in conf): return None
+    for r, c in zip(recs, conf):
+        if c is not None and len(c) != len(gold_items(r["answer"])):
+            raise InputError(path, f"prediction {r.get('id')!r}: {len(c)} confidences for "
+                                   f"{len(gold_items(r['answer']))} cells")
+    return conf
+
+def read_calibrator(path) -> dict:
+    "A calibrator written by `fit_calibrator`."
+    try: cal = json.loads(read_text(path, "a calibrator (JSON)"))
+    except ValueError as e: raise InputError(path, f"not a calibrator ({e})") from None
+    ok = (isinstance(cal, dict) and cal.get("method") == "isotonic"
+          and len(cal.get("x", [])) == len(cal.get("y", [])))
+    if not ok: raise InputError(path, "not a calibrator written by cello1 calibrate")
+    return cal
+
+def fit_calibrator(predictions,   # predictions with cell_confidence, of puzzles whose answers are known
+                   out,           # where to write the calibrator JSON
+                   puzzles=None   # CellPuzzles to take the answers from (default: the stored ones)
+                  ) -> dict:
+    "Fit an isotonic calibrator of per-cell confidences on a prediction file; write it to `out`."
+    check_output(out, predictions, puzzles)
+    recs = read_predictions(predictions, puzzles)
+    conf = _confidences(recs, predictions)
+    if conf is None: raise InputError(predictions, "has no cell_confidence to fit a calibrator on")
+    hits = [cell_hits(r["prediction"], r["answer"]) for r in recs]
+    pairs = [(x, h) for c, hs in zip(conf, hits) if c is not None for x, h in zip(c, hs)]
+    cal = {**fit_isotonic([x for x, _ in pairs], [h for _, h in pairs]), "fit_on": str(predictions)}
+    write_atomic(out, json.dumps(cal, indent=1) + "\n")
+    return cal
+
 # %% ../nbs/03a_records.ipynb #1e84138e
 def evaluate_file(predictions,                  # the prediction file (JSON Lines)
                   puzzles=None,                 # CellPuzzles source to join missing answers from
                   tokenizer: str = "whitespace", # how response length is counted
                   out=None,                     # where to write the metrics JSON (optional)
-                  n_boot: int = 1000            # bootstrap resamples for the 95% intervals
+                  n_boot: int = 1000,           # bootstrap resamples for the 95% intervals
+                  calibrator=None               # a calibrator JSON (`cello1 calibrate`) for the confidences
                  ) -> dict:
     "Evaluate a prediction file; write the metrics JSON to `out` if given."
     if n_boot < 0: raise InputError("--bootstrap", f"must be >= 0 (0: no intervals), got {n_boot}")
-    check_output(out, predictions, puzzles)
+    check_output(out, predictions, puzzles, calibrator)
     recs = read_predictions(predictions, puzzles)
-    conf = [r.get("cell_confidence") for r in recs]
-    m = evaluate([r["prediction"] for r in recs], [r["answer"] for r in recs], [r.get("id") for r in recs],
-                 tokenizer, n_boot, confidences=conf if any(c is not None for c in conf) else None)
+    conf = _confidences(recs, predictions)
+    args = ([r["prediction"] for r in recs], [r["answer"] for r in recs], [r.get("id") for r in recs],
+            tokenizer)
+    m = evaluate(*args, n_boot, confidences=conf)
+    if calibrator is not None:
+        if conf is None: raise InputError(predictions, "has no cell_confidence to calibrate")
+        cal = read_calibrator(calibrator)
+        m["calibration_raw"] = m["calibration"]
+        m["calibration"] = evaluate(*args, 0, confidences=[apply_calibrator(cal, c).tolist() for c in conf]
+                                    )["calibration"]
+        m["calibrator"] = str(calibrator)
     m["predictions"] = str(predictions)
     if out: write_atomic(out, json.dumps(m, indent=1) + "\n")
     return m

@@ -69,3 +69,22 @@ def test_predict_with_consensus_on_a_local_model(tiny, tmp_path):
     cello1("eval", "--predictions", tmp_path / "p.consensus.jsonl", "--puzzles", tiny["test"], "--bootstrap", "0",
            "--out", tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text())["uniqueness"] == 1.0  # one-to-one by construction
+
+
+def test_calibrate_then_eval_reports_raw_and_calibrated(embedded_build, tmp_path):
+    "Isotonic calibration of the consensus vote shares: every cell is right, so every confidence maps to 1.0."
+    test = embedded_build / "test.jsonl"
+    votes = tmp_path / "votes.jsonl"
+    votes.write_text("".join(json.dumps(r) + "\n" for r in planted(read_jsonl(test))))
+    cello1("consensus", "--predictions", votes, "--puzzles", test, "--out", tmp_path / "c.jsonl")
+    s = json.loads(cello1("calibrate", "--predictions", tmp_path / "c.jsonl", "--puzzles", test, "--out",
+                          tmp_path / "cal.json").stdout)
+    assert s["breakpoints"] == 2  # the confidences 1/3 and 1.0
+    r = cello1("eval", "--predictions", tmp_path / "c.jsonl", "--puzzles", test, "--bootstrap", "0",
+               "--calibrator", tmp_path / "cal.json", "--out", tmp_path / "m.json")
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["calibration_raw"]["ece"] > 0 and m["calibration"]["ece"] == 0.0
+    assert "(raw): ECE" in r.stdout and "(calibrated): ECE 0.0000" in r.stdout
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    r = cello1("eval", "--predictions", tmp_path / "c.jsonl", "--calibrator", tmp_path / "bad.json", check=False)
+    assert r.returncode == 2 and "not a calibrator written by cello1 calibrate" in r.stderr
