@@ -251,18 +251,16 @@ def _predict_parser(p):
 
 def _predict(a) -> int:
     "Run `cello1 predict`."
-    from pathlib import Path
     from cello1.inference import predict
     b, cfg = _make_backend(a)
-    out = Path(a.out)
-    c_out = out.with_name(out.name.removesuffix(".jsonl") + ".consensus.jsonl")
     if a.consensus:
+        from cello1.consensus import consensus_path
         from cello1.core import check_output
-        check_output(c_out, a.out, a.puzzles)  # before any response is bought
+        check_output(consensus_path(a.out), a.out, a.puzzles)  # before any response is bought
     s = predict(a.puzzles, b, a.out, cfg=cfg, **given(a, predict, only=("mode", "repair")))
     if a.consensus and not s["failed"]:
-        from cello1.consensus import consensus_file
-        s["consensus"] = consensus_file(a.out, a.puzzles, c_out, progress=False)
+        from cello1.consensus import consensus_file, consensus_path
+        s["consensus"] = consensus_file(a.out, a.puzzles, consensus_path(a.out), progress=False)
     print(json.dumps(s, indent=1))
     return 1 if s["failed"] else 0
 

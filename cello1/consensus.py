@@ -6,17 +6,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
 from .core import InputError, check_output, progress_bar, read_jsonl, write_jsonl
 from .metrics import loose_answer_items, write_response
 from .prompts import parse_puzzle
-from .records import load_cellpuzzles, puzzles_by_id
+from .records import RUN_SETTINGS, load_cellpuzzles, puzzles_by_id
 from .solvers import assign, make_solver
 
 # %% auto #0
-__all__ = ['PRIORS', 'SETTINGS', 'vote_matrix', 'prior_matrix', 'consensus_labels', 'consensus_record', 'consensus_file']
+__all__ = ['PRIORS', 'vote_matrix', 'prior_matrix', 'consensus_labels', 'consensus_record', 'consensus_path', 'consensus_file']
 
 # %% ../nbs/05a_consensus.ipynb #185cd961
 def vote_matrix(responses: list,   # the K responses to one puzzle
@@ -71,11 +72,9 @@ def consensus_record(record: dict,            # the puzzle
                 consensus_of=dict(samples=len(responses), usable=usable), cell_confidence=conf)
 
 # %% ../nbs/05a_consensus.ipynb #303f2e9c
-SETTINGS = ("backend", "model", "adapter", "mode", "repair", "sampling")
-
 def _samples_by_id(preds: list, path, puzzles: dict) -> dict:
     "Responses per puzzle id, from one run only."
-    runs = {tuple(str(p.get(k)) for k in SETTINGS) for p in preds}
+    runs = {tuple(str(p.get(k)) for k in RUN_SETTINGS) for p in preds}
     if len(runs) > 1:
         raise InputError(path, f"holds predictions of {len(runs)} different runs (model or settings)")
     out = defaultdict(list)
@@ -84,6 +83,11 @@ def _samples_by_id(preds: list, path, puzzles: dict) -> dict:
             raise InputError(path, f"prediction {p.get('id')!r} is not a puzzle given")
         out[p["id"]].append(p.get("prediction"))
     return out
+
+def consensus_path(predictions) -> Path:
+    "Where `predict --consensus` writes the consensus of `predictions`: `<stem>.consensus.jsonl` beside it."
+    p = Path(predictions)
+    return p.with_name(p.name.removesuffix(".jsonl") + ".consensus.jsonl")
 
 def consensus_file(predictions,               # JSONL of K sampled responses per puzzle
                    puzzles,                   # the CellPuzzles they answer (file, directory or hub id)

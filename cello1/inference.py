@@ -22,7 +22,7 @@ from .core import (InputError, Interrupted, append_jsonl, check_output, loading,
 
 from .metrics import ANSWER_ONLY_PREFIX, join_cell_answers
 from .prompts import batch_messages, cell_messages, open_messages, parse_puzzle
-from .records import load_cellpuzzles, puzzles_by_id
+from .records import RUN_SETTINGS, load_cellpuzzles, puzzles_by_id
 
 # %% auto #0
 __all__ = ['PRICES', 'MODES', 'BACKENDS', 'REPAIRS', 'SamplingConfig', 'is_reasoning_model', 'call_cost', 'Completion',
@@ -425,8 +425,8 @@ def run_meta(backend,                    # the backend answering
     "The settings stored in every prediction line; a file is resumed only by a run with the same ones."
     sampling = None if repair else dict(temperature=cfg.temperature, top_p=cfg.top_p,
                                         max_tokens=cfg.max_tokens, seed=cfg.seed)
-    return dict(mode=mode, backend=backend.name, model=getattr(backend, "model", None),
-                adapter=getattr(backend, "adapter", None), repair=repair, sampling=sampling)
+    return dict(zip(RUN_SETTINGS, (mode, backend.name, getattr(backend, "model", None),
+                                   getattr(backend, "adapter", None), repair, sampling)))
 
 # %% ../nbs/06_inference.ipynb #88996267
 def _result_writer(store: PredictionStore, records: dict, mode: str, bar, totals: dict):

@@ -14,8 +14,8 @@ from .metrics import apply_calibrator, cell_hits, evaluate, fit_isotonic, gold_i
 from .prompts import SYSTEM_MSG, check_candidates, parse_user_msg
 
 # %% auto #0
-__all__ = ['check_record', 'parse_context', 'age_group', 'puzzle_table', 'load_cellpuzzles', 'puzzles_by_id', 'read_predictions',
-           'read_calibrator', 'fit_calibrator', 'evaluate_file']
+__all__ = ['RUN_SETTINGS', 'check_record', 'parse_context', 'age_group', 'puzzle_table', 'load_cellpuzzles', 'puzzles_by_id',
+           'read_predictions', 'read_calibrator', 'fit_calibrator', 'evaluate_file']
 
 # %% ../nbs/03a_records.ipynb #45940af8
 def check_record(rec: dict, source="record") -> dict:
@@ -124,6 +124,9 @@ def puzzles_by_id(records: list, where) -> dict:
         if r["id"] in out: raise InputError(where, f"puzzle id {r['id']!r} appears more than once")
         out[r["id"]] = r
     return out
+
+# %% ../nbs/03a_records.ipynb #978192ab
+RUN_SETTINGS = ("mode", "backend", "model", "adapter", "repair", "sampling")
 
 # %% ../nbs/03a_records.ipynb #5766012b
 def read_predictions(path, puzzles=None) -> list[dict]:
