@@ -21,7 +21,7 @@ def respond(items, think="reasoning"):
     return f"<think>{think}</think>\n<answer>{' | '.join(items)}</answer>"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.one_of(anything, TAGGY), st.one_of(anything, TAGGY))
 def test_nothing_raises_and_values_are_bounded(response, answer):
     s = score_batch(response, answer)
@@ -33,7 +33,7 @@ def test_nothing_raises_and_values_are_bounded(response, answer):
     assert trl_dense_reward([response], answer=[answer]) == [dense_reward(response, answer)]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(labels, min_size=3, max_size=15, unique_by=str.casefold), st.data())
 def test_exact_values_on_constructed_responses(gold, data):
     answer = " | ".join(gold)
@@ -48,7 +48,9 @@ def test_exact_values_on_constructed_responses(gold, data):
     assert dense_reward(respond(perm), answer) == pytest.approx((hits / len(gold) + float(hits == len(gold))) / 2)
     broken = perfect.replace("</think>\n", "</think>\n\n")
     assert batch_reward(broken, answer) == -1.0 and score_batch(broken, answer)["cell_acc"] == 0.0
-    assert score_batch(respond([g.upper() for g in gold]), answer)["batch_acc"] == 1.0  # casefolded comparison
+    upper = [g.upper() for g in gold]  # the comparison is casefolded; upper() keeps it only where casefold agrees ('ı' -> 'I')
+    same = all(u.casefold() == g.casefold() for u, g in zip(upper, gold))
+    assert score_batch(respond(upper), answer)["batch_acc"] == float(same)
     short = respond(gold[:-1])
     assert dense_reward(short, answer) == -1.0 and batch_reward(short, answer) == 0.0
     dup = respond([gold[0]] * len(gold))

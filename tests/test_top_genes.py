@@ -17,7 +17,7 @@ def reference(dense, n):
     return out
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.integers(1, 30), st.integers(1, 80), st.floats(0, 1), st.integers(1, 15), st.integers(0, 10**6),
        st.sampled_from(["int", "float", "ties"]), st.integers(1, 9))
 def test_matches_reference(rows, cols, density, n, seed, kind, chunk):
