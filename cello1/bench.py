@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,10 @@ from .core import is_missing, read_jsonl
 from .genes import top_gene_indices, top_genes
 
 # %% auto #0
-__all__ = ['OBS_FIELDS', 'BENCHES', 'synthetic_counts', 'loop_top_genes', 'same_ranking', 'bench_topgenes',
-           'format_topgenes_bench', 'score_bench_responses', 'bench_score', 'format_score_bench', 'loop_modes',
-           'synthetic_obs', 'bench_groups', 'format_groups_bench', 'bench_cli', 'format_cli_bench']
+__all__ = ['OBS_FIELDS', 'MARKER_LOADS', 'BENCHES', 'synthetic_counts', 'loop_top_genes', 'same_ranking', 'bench_topgenes',
+           'format_topgenes_bench', 'embedded_puzzles', 'score_bench_responses', 'bench_score', 'format_score_bench',
+           'loop_modes', 'synthetic_obs', 'bench_groups', 'format_groups_bench', 'bench_cli', 'format_cli_bench',
+           'bench_solvers', 'format_solvers_bench']
 
 # %% ../nbs/12_bench.ipynb #aa7bf516
 def synthetic_counts(cells: int,          # rows of the matrix
@@ -127,14 +129,17 @@ def format_topgenes_bench(r: dict) -> str:
         f"same ranking as the loop on the subset: {'yes' if r['agree'] else 'NO'}"])
 
 # %% ../nbs/12_bench.ipynb #2c8d1722
-def score_bench_responses(count: int, seed: int = 0) -> tuple[list, list]:
-    "`count` (response, answer) pairs of four kinds over the embedded test puzzles."
+@lru_cache(maxsize=1)
+def embedded_puzzles() -> Path:
+    "A directory with the embedded build's train and test puzzles (built once per process)."
     from cello1.puzzles import BuildConfig, build_embedded
-    import tempfile
-    from pathlib import Path
     d = Path(tempfile.mkdtemp())
     build_embedded(BuildConfig.embedded(), d, progress=False)
-    answers = [r["answer"] for r in read_jsonl(d / "test.jsonl")]
+    return d
+
+def score_bench_responses(count: int, seed: int = 0) -> tuple[list, list]:
+    "`count` (response, answer) pairs of four kinds over the embedded test puzzles."
+    answers = [r["answer"] for r in read_jsonl(embedded_puzzles() / "test.jsonl")]
     rng, think = np.random.default_rng(seed), " ".join(["marker genes suggest"] * 100)
     out_r, out_a = [], []
     for i in range(count):
@@ -267,6 +272,48 @@ def format_cli_bench(r: dict) -> str:
         f"stdlib-only scorer (floor) {r['floor_s']:.3f} s: eval {r['eval_ratio']:.2f}x, without CIs "
         f"{r['eval_no_ci_ratio']:.2f}x (target <= 1x: {_met(r['eval_no_ci_ratio'] <= 1)})"])
 
+# %% ../nbs/12_bench.ipynb #836834d0
+_PEAK = "; print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"  # peak resident KB
+MARKER_LOADS = {"cello1": "from cello1.solvers import marker_table; marker_table()",
+                "cellconsensus": "import cellconsensus"}
+
+def _load_cost(code: str, repeat: int) -> tuple[float, float]:
+    "The fastest wall time (s) of `repeat` fresh processes running `code`, and their peak memory (MB)."
+    best, peak = float("inf"), 0.0
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code + _PEAK], check=True, capture_output=True, text=True)
+        best, peak = min(best, time.perf_counter() - t), max(peak, int(out.stdout.split()[-1]) / 1024)
+    return best, peak
+
+def bench_solvers(passes: int = 20, # times each solver answers every embedded test puzzle
+                  repeat: int = 3   # fresh processes per marker-data load (the fastest counts)
+                 ) -> dict:
+    "Puzzles/s of the random, marker and reference solvers on the embedded puzzles; the marker data's load."
+    from cello1.solvers import make_solver, solve_puzzle
+    d = embedded_puzzles()
+    test, train = read_jsonl(d / "test.jsonl"), read_jsonl(d / "train.jsonl")
+    r = dict(puzzles=len(test) * passes)
+    for name in ("random", "marker", "reference"):
+        s = make_solver(name, train=train)
+        [solve_puzzle(s, p) for p in test]  # warm-up: tables built, caches filled
+        r[f"{name}_per_s"] = r["puzzles"] / _timed(lambda: [solve_puzzle(s, p) for _ in range(passes)
+                                                                for p in test])[1]
+    for name in ("marker", "reference"): r[f"{name}_ratio"] = r["random_per_s"] / r[f"{name}_per_s"]
+    for name, code in MARKER_LOADS.items(): r[f"load_{name}_s"], r[f"load_{name}_mb"] = _load_cost(code, repeat)
+    return r
+
+def format_solvers_bench(r: dict) -> str:
+    "The solver benchmark in three lines, with its target."
+    return "\n".join([
+        f"{r['puzzles']:,} puzzles: random {r['random_per_s']:,.0f}/s, marker {r['marker_per_s']:,.0f}/s, "
+        f"reference {r['reference_per_s']:,.0f}/s",
+        f"time per puzzle vs random: marker {r['marker_ratio']:.2f}x, reference {r['reference_ratio']:.2f}x "
+        f"(target <= 3x: {_met(max(r['marker_ratio'], r['reference_ratio']) <= 3)})",
+        f"marker data in a fresh process: {r['load_cello1_s']:.2f} s, {r['load_cello1_mb']:.0f} MB peak; "
+        f"`import cellconsensus` alone: {r['load_cellconsensus_s']:.2f} s, {r['load_cellconsensus_mb']:.0f} MB"])
+
 # %% ../nbs/12_bench.ipynb #f7d02600
 BENCHES = {"topgenes": (bench_topgenes, format_topgenes_bench), "score": (bench_score, format_score_bench),
-           "groups": (bench_groups, format_groups_bench), "cli": (bench_cli, format_cli_bench)}
+           "groups": (bench_groups, format_groups_bench), "cli": (bench_cli, format_cli_bench),
+           "solvers": (bench_solvers, format_solvers_bench)}

@@ -10,7 +10,6 @@ import re
 import numpy as np
 import scipy.sparse as sp
 from .core import progress_bar
-from .data import as_csr
 
 # %% auto #0
 __all__ = ['NEGATIVE', 'expression_keys', 'keys_to_columns', 'top_gene_indices', 'clean_symbol', 'clean_symbols', 'top_genes',
@@ -68,6 +67,7 @@ def _row_chunks(X, rows, chunk_rows: int):
     if rows is None and sp.issparse(X) and X.format == "csr":
         yield 0, X
         return
+    from cello1.data import as_csr  # anndata and pandas only when a matrix is read
     rows = np.arange(X.shape[0]) if rows is None else rows
     for c0 in range(0, len(rows), chunk_rows):
         yield c0, as_csr(X[rows[c0:c0 + chunk_rows]])
@@ -162,8 +162,10 @@ def centroid_genes(blocks,             # `(codes, rows)` blocks, e.g. from `matr
                    scale: bool = True  # scale each cell to 10,000 counts first
                   ) -> list[list[str]]:
     "Top-`n` genes of the centroid of each of `k` groups, from `(codes, rows)` blocks."
+    from cello1.data import as_csr
     total, sizes = sp.csr_matrix((k, len(names))), np.zeros(k, np.int64)
     for codes, csr in blocks:
+
         csr = check_counts(as_csr(csr))
         member = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(k, len(codes)))
         total = total + member @ (normalise_rows(csr) if scale else csr.astype(np.float64))

@@ -5,6 +5,7 @@
 # %% ../nbs/05_solvers.ipynb #0029506d
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import re
 from collections import defaultdict
@@ -12,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from .core import InputError, check_output, progress_bar, stable_rng, write_jsonl
@@ -21,9 +23,12 @@ from .prompts import UNASSIGNED, parse_puzzle
 from .records import load_cellpuzzles, puzzles_by_id
 
 # %% auto #0
-__all__ = ['CL_RENAMED', 'SOLVERS', 'CROSS_VALIDATE_BY', 'assign', 'make_response', 'norm_gene', 'rank_weights', 'zscore_columns',
-           'RandomSolver', 'consensus_markers', 'label_markers', 'MarkerSolver', 'ReferenceSolver', 'marker_matrix',
-           'OpenMarkerSolver', 'solve_record', 'make_solver', 'fold_key', 'cross_validate', 'solve_file']
+__all__ = ['CL_RENAMED', 'HOUSEKEEPING', 'SOLVERS', 'LEARNED', 'CROSS_VALIDATE_BY', 'assign', 'min_marginals',
+           'margin_confidence', 'make_response', 'norm_gene', 'gene_weights', 'cell_matrix', 'zscore_columns',
+           'unit_rows', 'inverse_frequency', 'GeneTable', 'RandomSolver', 'consensus_markers', 'marker_table',
+           'label_row', 'top_marker_table', 'MarkerSolver', 'shared_genes', 'ReferenceSolver', 'CombinedSolver',
+           'marker_matrix', 'OpenMarkerSolver', 'solve_puzzle', 'solve_record', 'make_solver', 'fold_key',
+           'cross_validate', 'solve_file']
 
 # %% ../nbs/05_solvers.ipynb #badcd61e
 def assign(scores: np.ndarray, independent: bool = False) -> list[int]:
@@ -35,6 +40,33 @@ def assign(scores: np.ndarray, independent: bool = False) -> list[int]:
     out[rows] = cols
     return out.tolist()
 
+# %% ../nbs/05_solvers.ipynb #b1549582
+def min_marginals(scores: np.ndarray, cols: list, independent: bool = False) -> tuple[np.ndarray, list]:
+    "Per row: the loss of total score if it may not keep its column, and the column it then gets (-1: none)."
+    s, c = np.nan_to_num(np.asarray(scores, float), nan=-1e9), np.asarray(cols, np.int64)
+    margin, runner, rows = np.full(len(c), np.nan), np.full(len(c), -1), np.flatnonzero(c >= 0)
+    t = s.copy(); t[rows, c[rows]] = -1e9
+    if independent:
+        alt = t.argmax(1) if t.size else np.zeros(len(c), np.int64)
+        ok = t[np.arange(len(c)), alt] > -1e8
+        runner[rows] = np.where(ok, alt, -1)[rows]
+        margin[rows] = s[rows, c[rows]] - np.where(ok, t[np.arange(len(c)), alt], 0.0)[rows]
+        return margin, runner.tolist()
+    total = s[rows, c[rows]].sum()
+    for i in rows:
+        t = s.copy(); t[i, c[i]] = -1e9
+        r, k = linear_sum_assignment(-t)
+        good = t[r, k] > -1e8
+        margin[i] = total - t[r, k][good].sum()
+        hit = np.flatnonzero((r == i) & good)
+        runner[i] = k[hit[0]] if len(hit) else -1
+    return margin, runner.tolist()
+
+def margin_confidence(margin) -> np.ndarray:
+    "A margin's confidence in (0.5, 1): the logistic function (0 for a cell without a label)."
+    m = np.asarray(margin, float)
+    return np.where(np.isnan(m), 0.0, 1 / (1 + np.exp(-np.nan_to_num(m))))
+
 # %% ../nbs/05_solvers.ipynb #3150c313
 def make_response(labels: list[str], notes: list[str], method: str) -> str:
     "A strict-format response: the method and per-cell notes in <think>, the labels in <answer>."
@@ -42,23 +74,73 @@ def make_response(labels: list[str], notes: list[str], method: str) -> str:
     return write_response("\n".join([method] + cells), labels)
 
 # %% ../nbs/05_solvers.ipynb #618088a4
+@lru_cache(maxsize=1 << 16)
 def norm_gene(g: str) -> str:
     "A gene symbol for matching: no _ENSG suffix, upper case."
     return clean_symbol(g.strip()).upper()
 
 # %% ../nbs/05_solvers.ipynb #de6b64b0
-def rank_weights(genes: list[str]) -> dict:
-    "{gene: 1/log2(rank + 2)}, first occurrence of each gene."
-    out = {}
-    for r, g in enumerate(genes):
-        out.setdefault(norm_gene(g), 1.0 / np.log2(r + 2))
-    return out
+def gene_weights(cells: list, vocab: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Each cell's genes in `vocab` (first occurrence): row, column and rank weight 1/log2(rank + 2)."
+    cols = np.array([vocab.get(norm_gene(g), -1) for genes in cells for g in genes], np.int64)
+    lens = np.array([len(g) for g in cells], np.int64)
+    row = np.repeat(np.arange(len(cells)), lens)
+    rank = np.arange(len(cols)) - np.repeat(np.cumsum(lens) - lens, lens)
+    ok = np.flatnonzero(cols >= 0)
+    _, first = np.unique(row[ok] * (len(vocab) + 1) + cols[ok], return_index=True)
+    keep = ok[np.sort(first)]
+    return row[keep], cols[keep], 1.0 / np.log2(rank[keep] + 2)
+
+def cell_matrix(cells: list, vocab: dict) -> sp.csr_matrix:
+    "Cells x vocabulary rank weights, as a sparse matrix."
+    row, col, w = gene_weights(cells, vocab)
+    return sp.csr_matrix((w, (row, col)), shape=(len(cells), len(vocab)))
 
 # %% ../nbs/05_solvers.ipynb #2cf6ccde
 def zscore_columns(m: np.ndarray) -> np.ndarray:
     "Standardise each column across the batch's cells (a constant column becomes 0)."
     sd = m.std(0)
     return np.where(sd > 0, (m - m.mean(0)) / np.where(sd > 0, sd, 1), 0.0)
+
+# %% ../nbs/05_solvers.ipynb #0f098290
+def unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    "Each row scaled to unit length (an empty row stays empty)."
+    n = np.sqrt(m.multiply(m).sum(1)).A1
+    return sp.csr_matrix(sp.diags(1 / np.where(n > 0, n, 1)) @ m)
+
+def inverse_frequency(m: np.ndarray) -> np.ndarray:
+    "Per column: log((1 + rows) / (1 + rows using it)) + 1, the smoothed inverse frequency of TF-IDF."
+    return np.log((1 + m.shape[0]) / (1 + (np.asarray(m) > 0).sum(0))) + 1
+
+# %% ../nbs/05_solvers.ipynb #90299752
+class GeneTable:
+    "Sparse (rows x genes) weights over a gene vocabulary, read a puzzle at a time as small dense matrices."
+    def __init__(self, vocab: dict, weights: sp.csr_matrix):
+        self.vocab, self.weights = vocab, sp.csr_matrix(weights)
+        self.by_gene = self.weights.T.tocsr()  # genes x rows: which rows use each gene
+        self.genes = np.array(list(vocab), dtype=object)
+
+    def cells(self, cells: list) -> tuple[np.ndarray, np.ndarray]:
+        "The vocabulary columns a puzzle's cells list, and their (cells x columns) rank weights."
+        row, col, w = gene_weights(cells, self.vocab)
+        cols, at = np.unique(col, return_inverse=True)
+        v = np.zeros((len(cells), len(cols)))
+        v[row, at] = w
+        return cols, v
+
+    def rows_at(self, rows: list, cols: np.ndarray) -> np.ndarray:
+        "Dense (rows x cols) weights; a row of -1 is all zeros."
+        g, r = self.by_gene, np.asarray(rows, np.int64)
+        start, size = g.indptr[cols], g.indptr[cols + 1] - g.indptr[cols]
+        at = np.arange(size.sum()) + np.repeat(start - (np.cumsum(size) - size), size)
+        used, inv = np.unique(r[r >= 0], return_inverse=True)
+        pos = np.full(self.weights.shape[0], -1); pos[used] = np.arange(len(used))
+        which, col = pos[g.indices[at]], np.repeat(np.arange(len(cols)), size)
+        dense = np.zeros((len(used), len(cols)))
+        dense[which[which >= 0], col[which >= 0]] = g.data[at][which >= 0]
+        out = np.zeros((len(r), len(cols)))
+        out[r >= 0] = dense[inv]
+        return out
 
 # %% ../nbs/05_solvers.ipynb #4fc72a9c
 class RandomSolver:
@@ -78,11 +160,12 @@ class RandomSolver:
 # %% ../nbs/05_solvers.ipynb #292c6273
 @lru_cache(maxsize=1)
 def consensus_markers() -> tuple[dict, dict]:
-    "cellconsensus's (CL id -> {gene: consensus score}, CL id -> {name, parent})."
-    try: import cellconsensus
-    except ImportError as e:
-        raise InputError("cellconsensus", "the marker solver needs `pip install cellconsensus`") from e
-    path = Path(cellconsensus.__file__).parent / "data" / "consensus_cache_full.pkl"
+    "cellconsensus's (CL id -> {gene: consensus score}, CL id -> {name, parent}), read once."
+    spec = importlib.util.find_spec("cellconsensus")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("cellconsensus", "the marker solvers need `pip install cellconsensus`")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "consensus_cache_full.pkl"
+    if not path.exists(): raise InputError(path, "cellconsensus's marker data is missing; reinstall it")
     with open(path, "rb") as f: cache = pickle.load(f)
     return cache["consensus"], cache["ct_info"]
 
@@ -104,20 +187,53 @@ def _cl_by_name() -> dict:
     out = {_name_key(v["name"]): k for k, v in sorted(info.items()) if v.get("name")}
     return {**out, **{_name_key(n): cl for n, cl in CL_RENAMED.items()}}
 
+# %% ../nbs/05_solvers.ipynb #dbf43572
+# genes near the top of nearly every cell's list whatever its type: ribosomal, mitochondrial, a few ubiquitous
+HOUSEKEEPING = re.compile(r"^(RP[LS]\d+[AXY]?\d*|MT-.*|MTRNR.*|MALAT1|NEAT1|EEF1A1|TPT1|ACTB|GAPDH|TMSB4X|FTL|FTH1)$")
+
+@lru_cache(maxsize=4)
+def marker_table(top_k: int = 300,            # markers kept per type
+                 housekeeping: bool = True    # keep housekeeping genes (False: drop them)
+                ) -> tuple[GeneTable, dict]:
+    "(CL types x genes) marker weights summing to 1 per row, and each CL id's row."
+    cons, _ = consensus_markers()
+    ids, tops = sorted(cl for cl in cons if cons[cl]), []
+    for cl in ids:
+        top = {}
+        for g, v in sorted(cons[cl].items(), key=lambda kv: -kv[1]):
+            if (k := norm_gene(g)) not in top and (housekeeping or not HOUSEKEEPING.match(k)): top[k] = v
+            if len(top) == top_k: break
+        tops.append(top)
+    vocab = {g: i for i, g in enumerate(sorted({g for t in tops for g in t}))}
+    sums = [sum(t.values()) or 1.0 for t in tops]
+    m = sp.csr_matrix(([v / s for t, s in zip(tops, sums) for v in t.values()],
+                       ([i for i, t in enumerate(tops) for _ in t], [vocab[g] for t in tops for g in t])),
+                      shape=(len(ids), len(vocab)))
+    return GeneTable(vocab, m), {cl: i for i, cl in enumerate(ids)}
+
 # %% ../nbs/05_solvers.ipynb #ea106e60
 @lru_cache(maxsize=4096)
-def label_markers(label: str, top_k: int = 300) -> tuple[dict, str]:
-    "A label's marker weights (sum 1) and how they were found: 'exact', 'ancestor:<name>' or 'none'."
+def label_row(label: str) -> tuple[str | None, str]:
+    "The CL id whose markers a label uses, and how it was found: 'exact', 'ancestor:<name>' or 'none'."
     cons, info = consensus_markers()
     cl = _cl_by_name().get(_name_key(label))
     how = "exact"
-    while cl is not None and cl not in cons:
+    while cl is not None and not cons.get(cl):
         cl, how = info.get(cl, {}).get("parent"), "ancestor"
-    if cl is None: return {}, "none"
-    top = sorted(cons[cl].items(), key=lambda kv: -kv[1])[:top_k]
-    total = sum(v for _, v in top) or 1.0
-    return ({norm_gene(g): v / total for g, v in top},
-            how if how == "exact" else f"ancestor:{info[cl]['name']}")
+    if cl is None: return None, "none"
+    return cl, how if how == "exact" else f"ancestor:{info[cl]['name']}"
+
+# %% ../nbs/05_solvers.ipynb #e1bfa332
+@lru_cache(maxsize=4)
+def top_marker_table(top_k: int = 300, housekeeping: bool = True, n: int = 10) -> GeneTable:
+    "Each type's n strongest markers, as 1s, over the marker table's vocabulary."
+    table, _ = marker_table(top_k, housekeeping)
+    m, rows, cols = table.weights, [], []
+    for i in range(m.shape[0]):
+        a, b = m.indptr[i], m.indptr[i + 1]
+        top = m.indices[a:b][np.argsort(-m.data[a:b], kind="stable")[:n]]
+        rows += [i] * len(top); cols += top.tolist()
+    return GeneTable(table.vocab, sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=m.shape))
 
 # %% ../nbs/05_solvers.ipynb #41e6d905
 class MarkerSolver:
@@ -125,13 +241,24 @@ class MarkerSolver:
     name = "marker"
     method = ("marker solver: each cell's ranked genes vs each candidate's consensus markers "
               "(cellconsensus), z-scored per candidate, one-to-one assignment")
-    def __init__(self, top_k: int = 300): self.top_k, self.coverage = top_k, {}
+    def __init__(self,
+                 top_k: int = 300,          # markers kept per type
+                 specificity: bool = False, # weigh markers by their inverse frequency among the candidates
+                 housekeeping: bool = True, # keep ribosomal, mitochondrial and ubiquitous genes
+                 batch_idf: bool = False,   # weigh genes by their inverse frequency among the batch's cells
+                 absent: float = 0.0        # weight of negative evidence: a type's top markers the cell lacks
+                ):
+        self.top_k, self.specificity, self.housekeeping = top_k, specificity, housekeeping
+        self.batch_idf, self.absent, self.coverage = batch_idf, absent, {}
 
-    def markers(self, label: str) -> dict:
-        "Marker weights of a label, recording coverage."
-        w, how = label_markers(label, self.top_k)
-        self.coverage[label] = how
-        return w                 # cached and shared: never modified
+    def rows(self, candidates: list) -> list[int]:
+        "Each candidate's row of the marker table (-1: none), recording coverage."
+        _, row_of = marker_table(self.top_k, self.housekeeping)
+        out = []
+        for c in candidates:
+            cl, self.coverage[c] = label_row(c)
+            out.append(row_of[cl] if cl else -1)
+        return out
 
     def scores(self,
                context: str,     # the puzzle's context sentence (unused)
@@ -140,11 +267,30 @@ class MarkerSolver:
                key=""            # the puzzle's key (unused)
               ) -> tuple[np.ndarray, list]:
         "z-scored (cells x candidates) marker scores and, per cell, the markers shared with its best label."
-        marks = [self.markers(c) for c in candidates]
-        cw = [rank_weights(g) for g in cells]
-        raw = np.array([[sum(w * m.get(g, 0.0) for g, w in c.items()) for m in marks] for c in cw])
-        notes = [[g for g in c if g in m][:5] for c, m in zip(cw, (marks[j] for j in raw.argmax(1)))]
-        return zscore_columns(raw), [f"markers {', '.join(n)}" if n else "" for n in notes]
+        table, _ = marker_table(self.top_k, self.housekeeping)
+        rows = self.rows(candidates)
+        cols, v = table.cells(cells)
+        marks = table.rows_at(rows, cols)
+        w = v * inverse_frequency(marks) if self.specificity else v
+        if self.batch_idf: w = w * inverse_frequency(v)
+        raw = w @ marks.T
+        z = zscore_columns(raw)
+        if self.absent:
+            lacking = top_marker_table(self.top_k, self.housekeeping).rows_at(rows, cols)
+            z = z + self.absent * zscore_columns((v > 0) @ lacking.T)
+        return z, shared_genes(v, marks, raw.argmax(1), table.genes[cols])
+
+# %% ../nbs/05_solvers.ipynb #d21f1680
+def shared_genes(v: np.ndarray,     # cells x genes weights of the puzzle
+                 marks: np.ndarray, # candidates x genes marker weights
+                 best,              # each cell's best candidate
+                 names,             # the genes' symbols
+                 n: int = 5         # markers named per cell
+                ) -> list[str]:
+    "Per cell, 'markers A, B, ...': its top genes among the markers of its best candidate."
+    both = v * (marks[np.asarray(best)] > 0)
+    order = np.argsort(-both, axis=1, kind="stable")[:, :n]
+    return [f"markers {', '.join(names[o[b[o] > 0]])}" if (b[o] > 0).any() else "" for o, b in zip(order, both)]
 
 # %% ../nbs/05_solvers.ipynb #bb83406d
 class ReferenceSolver:
@@ -154,25 +300,22 @@ class ReferenceSolver:
               "puzzles, z-scored per candidate, one-to-one assignment")
 
     def __init__(self, records: list):
-        sums, counts = defaultdict(lambda: defaultdict(float)), defaultdict(int)
+        cells, labels = [], []
         for r in records:
-            _, cells, _ = parse_puzzle(r["user_msg"], check=False)
-            for genes, label in zip(cells, [a.strip() for a in r["answer"].split("|")]):
-                counts[label] += 1
-                for g, w in rank_weights(genes).items(): sums[label][g] += w
-        df = defaultdict(int)
-        for prof in sums.values():
-            for g in prof: df[g] += 1
-        self.idf = {g: np.log((1 + len(sums)) / (1 + d)) + 1 for g, d in df.items()}
-        self.profiles = {lab: self._unit({g: v / counts[lab] * self.idf[g] for g, v in p.items()})
-                         for lab, p in sums.items()}
+            cells += parse_puzzle(r["user_msg"], check=False)[1]
+            labels += [a.strip() for a in r["answer"].split("|")]
+        vocab = {}
+        for genes in cells:
+            for g in genes: vocab.setdefault(norm_gene(g), len(vocab))
+        names = sorted(set(labels))
+        self.row_of = {lab: i for i, lab in enumerate(names)}
+        code = np.array([self.row_of[lab] for lab in labels], np.int64)
+        means = sp.csr_matrix((1 / np.bincount(code, minlength=len(names))[code],
+                               (code, np.arange(len(code)))), shape=(len(names), len(code)))
+        profiles = (means @ cell_matrix(cells, vocab)).toarray() if len(code) else np.zeros((0, len(vocab)))
+        self.idf = inverse_frequency(profiles)
+        self.table = GeneTable(vocab, unit_rows(sp.csr_matrix(profiles * self.idf)))
         self.n_train, self.coverage = len(records), {}
-
-    @staticmethod
-    def _unit(v: dict) -> dict:
-        "An L2-normalised sparse vector."
-        n = np.sqrt(sum(x * x for x in v.values())) or 1.0
-        return {k: x / n for k, x in v.items()}
 
     def scores(self,
                context: str,     # the puzzle's context sentence (unused)
@@ -181,28 +324,44 @@ class ReferenceSolver:
                key=""            # the puzzle's key (unused)
               ) -> tuple[np.ndarray, list]:
         "z-scored (cells x candidates) cosine similarities."
-        profs = [self.profiles.get(c.strip(), {}) for c in candidates]
-        for c, p in zip(candidates, profs): self.coverage[c] = "profile" if p else "none"
-        vecs = [self._unit({g: w * self.idf.get(g, 0.0) for g, w in rank_weights(gs).items()})
-                for gs in cells]
-        raw = np.array([[sum(w * p.get(g, 0.0) for g, w in v.items()) for p in profs] for v in vecs])
-        return zscore_columns(raw), [""] * len(cells)
+        rows = [self.row_of.get(c.strip(), -1) for c in candidates]
+        for c, r in zip(candidates, rows): self.coverage[c] = "profile" if r >= 0 else "none"
+        cols, v = self.table.cells(cells)
+        v = v * self.idf[cols]
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-300)
+        return zscore_columns(v @ self.table.rows_at(rows, cols).T), [""] * len(cells)
+
+# %% ../nbs/05_solvers.ipynb #02fa9547
+class CombinedSolver:
+    "The weighted sum of several solvers' z-scored matrices."
+    def __init__(self, solvers: list, weights: list | None = None):
+        self.solvers, self.weights = solvers, weights or [1.0] * len(solvers)
+        self.name = "+".join(s.name for s in solvers)
+        self.method = (" + ".join(f"{w:g} x {s.name}" for s, w in zip(solvers, self.weights))
+                       + " solver scores, one-to-one assignment")
+
+    @property
+    def coverage(self) -> dict:
+        "Each label's coverage by the first solver that knows it."
+        out = {}
+        for s in self.solvers:
+            for k, v in getattr(s, "coverage", {}).items():
+                if out.get(k, "none") == "none": out[k] = v
+        return out
+
+    def scores(self, context: str, cells: list, candidates: list, key="") -> tuple[np.ndarray, list]:
+        "The weighted sum of the solvers' scores, and the first solver's notes."
+        got = [s.scores(context, cells, candidates, key) for s in self.solvers]
+        return sum(w * z for w, (z, _) in zip(self.weights, got)), got[0][1]
 
 # %% ../nbs/05_solvers.ipynb #9eb002a3
 @lru_cache(maxsize=2)
-def marker_matrix(top_k: int = 300) -> tuple[list, dict, "sp.csr_matrix"]:
+def marker_matrix(top_k: int = 300) -> tuple[list, dict, sp.csr_matrix]:
     "Every named CL type with markers: names, gene index, and L2-normalised (types x genes) marker weights."
-    import scipy.sparse as sp
-    cons, info = consensus_markers()
-    ids = sorted(cl for cl in cons if info.get(cl, {}).get("name") and cons[cl])
-    rows = [dict(sorted(((norm_gene(g), v) for g, v in cons[cl].items()), key=lambda kv: -kv[1])[:top_k])
-            for cl in ids]
-    genes = {g: i for i, g in enumerate(sorted({g for r in rows for g in r}))}
-    m = sp.csr_matrix(([v for r in rows for v in r.values()],
-                       ([i for i, r in enumerate(rows) for _ in r], [genes[g] for r in rows for g in r])),
-                      shape=(len(ids), len(genes)))
-    norms = np.sqrt(m.multiply(m).sum(1)).A1
-    return [info[cl]["name"] for cl in ids], genes, sp.diags(1 / np.where(norms > 0, norms, 1)) @ m
+    _, info = consensus_markers()
+    table, row_of = marker_table(top_k)
+    named = [cl for cl in row_of if info.get(cl, {}).get("name")]
+    return [info[cl]["name"] for cl in named], table.vocab, unit_rows(table.weights[[row_of[cl] for cl in named]])
 
 # %% ../nbs/05_solvers.ipynb #6e0f355d
 class OpenMarkerSolver:
@@ -215,40 +374,44 @@ class OpenMarkerSolver:
     def labels(self, cells: list) -> tuple[list, list]:
         "The best type name per cell, and the markers it shares with it."
         names, genes, m = marker_matrix(self.top_k)
-        v = np.zeros((len(cells), len(genes)))
-        for i, gs in enumerate(cells):
-            for g, w in rank_weights(gs).items():
-                if g in genes: v[i, genes[g]] = w
-        best = np.asarray((m @ v.T).argmax(0)).ravel()
+        best = np.asarray((cell_matrix(cells, genes) @ m.T).toarray().argmax(1)).ravel()
         return [names[j] for j in best], [""] * len(cells)
 
 # %% ../nbs/05_solvers.ipynb #937c3aed
-def solve_record(solver, record: dict, independent: bool = False) -> str:
-    "The solver's strict-format response to one CellPuzzles record."
+def solve_puzzle(solver, record: dict, independent: bool = False) -> dict:
+    "The solver's strict-format response to one CellPuzzles record, and each cell's confidence."
     context, cells, cands = parse_puzzle(record["user_msg"], check=False)
-                                 # open-ended: no candidates
-    if hasattr(solver, "labels"): return make_response(*solver.labels(cells), solver.method)
+    if hasattr(solver, "labels"):  # open-ended: no candidates, no assignment
+        return dict(prediction=make_response(*solver.labels(cells), solver.method))
     scores, notes = solver.scores(context, cells, cands, key=record.get("id", record["user_msg"][:200]))
-    labels = [cands[j] if j >= 0 else UNASSIGNED for j in assign(scores, independent)]
+    cols = assign(scores, independent)
+    labels = [cands[j] if j >= 0 else UNASSIGNED for j in cols]
     how = (solver.method.replace("one-to-one assignment", "per-cell argmax (no constraint)") if independent
            else solver.method)
-    return make_response(labels, notes, how)
+    conf = margin_confidence(min_marginals(scores, cols, independent)[0])
+    return dict(prediction=make_response(labels, notes, how), cell_confidence=np.round(conf, 4).tolist())
+
+def solve_record(solver, record: dict, independent: bool = False) -> str:
+    "The solver's strict-format response to one CellPuzzles record."
+    return solve_puzzle(solver, record, independent)["prediction"]
 
 # %% ../nbs/05_solvers.ipynb #b93e3d1f
-SOLVERS = ("random", "marker", "marker-open", "reference")
+SOLVERS = ("random", "marker", "marker-open", "reference", "marker+reference")
+LEARNED = ("reference", "marker+reference")  # the solvers trained on puzzles
 
 def make_solver(name: str,       # one of SOLVERS
-                train=None,      # training records or file (the reference solver only)
+                train=None,      # training records or file (the solvers that learn: reference, marker+reference)
                 seed: int = 0,   # seed of the random solver
                 top_k: int = 300 # markers kept per label (marker solvers)
                ):
-    "A solver by name: 'random', 'marker', 'marker-open', or 'reference' (trained on records or a file)."
+    "A solver by name; 'reference' and 'marker+reference' are trained on records or a file."
     if name == "random": return RandomSolver(seed)
     if name == "marker": return MarkerSolver(top_k)
     if name == "marker-open": return OpenMarkerSolver(top_k)
-    if name == "reference":
-        if train is None: raise InputError("--solver reference", "needs --train FILE (training puzzles)")
-        return ReferenceSolver(train if isinstance(train, list) else load_cellpuzzles(train, "train"))
+    if name in LEARNED:
+        if train is None: raise InputError(f"--solver {name}", "needs --train FILE (training puzzles)")
+        ref = ReferenceSolver(train if isinstance(train, list) else load_cellpuzzles(train, "train"))
+        return ref if name == "reference" else CombinedSolver([MarkerSolver(top_k), ref])
     raise InputError(name, f"unknown solver; choose {', '.join(SOLVERS)}")
 
 # %% ../nbs/05_solvers.ipynb #f6581800
@@ -264,8 +427,12 @@ def fold_key(record: dict, by: str) -> str:
     raise InputError(by, f"cross-validation groups must be one of {', '.join(CROSS_VALIDATE_BY)}")
 
 # %% ../nbs/05_solvers.ipynb #087289ab
-def cross_validate(records: list, by: str = "context", independent: bool = False) -> tuple[list[str], dict]:
-    "Responses of reference solvers each trained on the other groups; and a summary of the folds."
+def cross_validate(records: list,           # the puzzles, each scored by a solver trained on the other groups
+                   by: str = "context",     # the groups: 'donor' or 'context' (see `fold_key`)
+                   independent: bool = False, # per-cell argmax instead of the one-to-one assignment
+                   solver: str = "reference"  # a solver that learns: 'reference' or 'marker+reference'
+                  ) -> tuple[list[dict], dict]:
+    "Answers (`solve_puzzle`) of solvers each trained on the other groups; and a summary of the folds."
     groups = defaultdict(list)
     for i, r in enumerate(records): groups[fold_key(r, by)].append(i)
     if len(groups) < 2:
@@ -273,9 +440,9 @@ def cross_validate(records: list, by: str = "context", independent: bool = False
     out, coverage = [None] * len(records), defaultdict(int)
     for key, idx in groups.items():
         inside = set(idx)
-        solver = ReferenceSolver([r for i, r in enumerate(records) if i not in inside])
-        for i in idx: out[i] = solve_record(solver, records[i], independent)
-        for how in solver.coverage.values(): coverage[how] += 1
+        s = make_solver(solver, [r for i, r in enumerate(records) if i not in inside])
+        for i in idx: out[i] = solve_puzzle(s, records[i], independent)
+        for how in s.coverage.values(): coverage[how] += 1
     return out, dict(folds=len(groups), by=by, coverage=dict(coverage))
 
 # %% ../nbs/05_solvers.ipynb #b605aea2
@@ -299,16 +466,15 @@ def solve_file(puzzles,                              # CellPuzzles file, directo
     records = list(puzzles_by_id(load_cellpuzzles(puzzles, "test"), puzzles).values())
     name = f"{solver}{'-independent' if independent else ''}"
     if cross_validate_by:
-        if solver != "reference": raise InputError("--cross-validate", "only applies to --solver reference")
-        responses, info = cross_validate(records, cross_validate_by, independent)
+        if solver not in LEARNED:
+            raise InputError("--cross-validate", f"only applies to --solver {' or '.join(LEARNED)}")
+        answers, info = cross_validate(records, cross_validate_by, independent, solver)
         summary = dict(coverage=info["coverage"],
                        train=f"cross-validated over {info['folds']} {info['by']} groups")
     else:
         s = make_solver(solver, train, seed)
-        responses = [solve_record(s, r, independent)
-                     for r in progress_bar(records, desc=name, enabled=progress)]
+        answers = [solve_puzzle(s, r, independent) for r in progress_bar(records, desc=name, enabled=progress)]
         summary = dict(coverage=_coverage_counts(getattr(s, "coverage", {})),
                        train=str(train) if train else None)
-    write_jsonl(out, [dict(id=r.get("id"), prediction=p, answer=r["answer"], solver=name)
-                      for r, p in zip(records, responses)])
+    write_jsonl(out, [dict(id=r.get("id"), **a, answer=r["answer"], solver=name) for r, a in zip(records, answers)])
     return dict(solver=name, puzzles=len(records), out=str(out), **summary)
